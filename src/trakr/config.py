@@ -1,0 +1,421 @@
+"""Configuration: read the legacy ``sysconfig.json`` format as it is, plus trakr's own options.
+
+The file has ``common`` (site-wide settings, cloud URLs), ``cameras`` (the live list) and
+optionally ``sample_cameras``. Legacy quirks are accepted: booleans written as ``"true"`` or
+``1``, numbers written as strings, ``"NA"`` meaning "none", the doubly nested
+``roi_config.roi_config``, ROI points as normalised or pixel ``"x,y"`` strings.
+
+trakr's own settings live in an optional ``trakr`` section; every one has a default, so the
+legacy file needs no edits.
+
+Loading never stops at the first bad value: :func:`load_config` validates each camera on its
+own and returns every problem, one per camera/field, so ``trakr config check`` can list them all
+and ``trakr run`` can refuse to start.
+
+Example:
+    >>> from trakr.config import parse_config
+    >>> report = parse_config({"common": {}, "cameras": [
+    ...     {"CameraId": 7, "Address": "rtsp://cam/1", "Detection": "person", "CamDelay": "-1"}]})
+    >>> print(report.problems[0])
+    camera 7: CamDelay = '-1': Input should be greater than or equal to 0
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+# --------------------------------------------------------------------------- legacy value types
+
+
+def _na_to_none(value: Any) -> Any:
+    """``"NA"``, ``"Na"``, ``"none"`` and ``""`` mean "not set" in the legacy format."""
+    if isinstance(value, str) and value.strip().lower() in {"na", "none", "null", ""}:
+        return None
+    return value
+
+
+def _parse_point(text: str) -> tuple[float, float]:
+    parts = str(text).split(",")
+    if len(parts) != 2:
+        raise ValueError(f"point {text!r} is not 'x,y'")
+    try:
+        x, y = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise ValueError(f"point {text!r} is not two numbers 'x,y'") from None
+    if x < 0 or y < 0:
+        raise ValueError(f"point {text!r} has a negative coordinate")
+    return x, y
+
+
+def _parse_polygon(value: Any) -> Any:
+    value = _na_to_none(value)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        raise ValueError(f"expected 'NA' or a list of 'x,y' points, got {value!r}")
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"expected a list of 'x,y' points, got {type(value).__name__}")
+    points = [_parse_point(p) if isinstance(p, str) else tuple(map(float, p)) for p in value]
+    if len(points) < 3:
+        raise ValueError(f"a polygon needs at least 3 points, got {len(points)}")
+    return points
+
+
+def _parse_triggers(value: Any) -> Any:
+    value = _na_to_none(value)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [t.strip() for t in value.split(":") if t.strip()]
+    return value
+
+
+Polygon = Annotated[list[tuple[float, float]] | None, BeforeValidator(_parse_polygon)]
+"""``None`` (whole frame) or >= 3 points, normalised (all <= 1) or pixels."""
+Triggers = Annotated[list[str], BeforeValidator(_parse_triggers)]
+"""Colon-separated trigger names, e.g. ``"person:car:social_distancing"``."""
+OptionalStr = Annotated[str | None, BeforeValidator(_na_to_none)]
+Flag = Annotated[bool, BeforeValidator(lambda v: v if not isinstance(v, str) else v.strip().lower())]
+"""A legacy boolean: ``true``, ``"true"``, ``1``, ``"1"``, ``"yes"``..."""
+
+
+class _Legacy(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="allow", frozen=True)
+
+
+# --------------------------------------------------------------------------- legacy sections
+
+
+class RoiConfig(_Legacy):
+    """One named region of interest of a camera."""
+
+    points: Polygon = Field(None, description="Polygon; normalised or pixel 'x,y' strings.")
+    speaker_ip: OptionalStr = Field(None, description="Speaker that announces this ROI's violations.")
+    detections: Triggers = Field(default_factory=list, description="Triggers checked inside this ROI.")
+
+
+class CameraConfig(_Legacy):
+    """One camera: where to read it, what to look for, and what to do about it."""
+
+    camera_id: int = Field(alias="CameraId", description="Unique camera id used in alerts.")
+    name: str = Field("", alias="CamName", description="Human-readable camera name.")
+    address: str = Field(alias="Address", description="rtsp://, http(s):// MJPEG, file path or USB index.")
+    detection: Triggers = Field(default_factory=list, alias="Detection", description="Camera-wide triggers.")
+    speaker: OptionalStr = Field(None, alias="Speaker", description="Camera-wide speaker address.")
+    train_en: Flag = Field(False, description="Capture training images from this camera.")
+    alert_en: Flag = Field(True, description="Raise alerts for this camera.")
+    en_spkr: Flag = Field(False, description="Announce violations on the speaker.")
+    sav_vio_img: Flag = Field(True, description="Save an annotated evidence image per alert.")
+    save_all_detection: Flag = Field(False, description="Save an annotated image of every frame with detections.")
+    save_all_inp_img: Flag = Field(False, description="Save every analysed input frame.")
+    cam_delay: float | None = Field(None, ge=0, alias="CamDelay", description="Sampling period in s (common value if unset).")
+    train_time_pause: float = Field(60.0, ge=0, description="Minimum seconds between training captures.")
+    alert_time_pause: float = Field(10.0, ge=0, description="Minimum seconds between alerts per violation.")
+    roi_crop_en: int = Field(0, ge=0, le=1, alias="ROI_crop_en", description="1: analyse only the camera polygon's bounding box.")
+    roi: Polygon = Field(None, alias="ROI", description="Camera polygon ('NA' = whole frame).")
+    points: Polygon = Field(None, description="Camera polygon ('NA' = whole frame); same as ROI.")
+    sd_thresh_limit_x: float = Field(100.0, gt=0, description="Social distancing: max |dx| in px for a violating pair.")
+    sd_thresh_limit_y: float = Field(100.0, gt=0, description="Social distancing: max |dy| in px for a violating pair.")
+    roi_config: dict[str, RoiConfig] = Field(default_factory=dict, description="Named ROIs.")
+
+    @field_validator("roi_config", mode="before")
+    @classmethod
+    def _unnest(cls, value: Any) -> Any:
+        value = _na_to_none(value)
+        if value is None:
+            return {}
+        if isinstance(value, dict) and set(value) == {"roi_config"}:
+            value = value["roi_config"]  # the legacy file nests it twice
+        return value
+
+    @field_validator("address", mode="before")
+    @classmethod
+    def _address(cls, value: Any) -> Any:
+        if isinstance(value, int):
+            return str(value)
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("address is empty")
+        return value
+
+    @property
+    def polygon(self) -> list[tuple[float, float]] | None:
+        """The camera-wide polygon from ``points`` or ``ROI`` (``None`` = whole frame)."""
+        return self.points or self.roi
+
+    @property
+    def label(self) -> str:
+        return f"{self.camera_id}:{self.name}" if self.name else str(self.camera_id)
+
+
+class CommonConfig(_Legacy):
+    """Site-wide settings shared by all cameras (the legacy ``common`` section)."""
+
+    config_version: str = Field("0", description="Version of this config, compared on cloud fetch.")
+    client_name: str = Field("trakr", alias="ClientName", description="Name of this site/client.")
+    server_ip: OptionalStr = Field(None, description="Legacy inference server URL.")
+    train_storage_ip: OptionalStr = Field(None, description="Training image upload URL.")
+    alert_storage_ip: OptionalStr = Field(None, description="Alert image upload URL.")
+    roi_ip: OptionalStr = Field(None, description="ThingsBoard telemetry URL for ROI events.")
+    roi_storage_ip: OptionalStr = Field(None, description="ROI image upload URL.")
+    cloud_status_ip: OptionalStr = Field(None, description="ThingsBoard attributes URL (pushed config).")
+    test_url: OptionalStr = Field(None, description="ThingsBoard telemetry URL for health.")
+    alert_url: OptionalStr = Field(None, description="ThingsBoard telemetry URL for alerts.")
+    train_url: OptionalStr = Field(None, description="ThingsBoard telemetry URL for training events.")
+    workers: int = Field(1, ge=1, description="Legacy worker count.")
+    cam_not_reachable_limit: int = Field(5, ge=1, alias="CamNotReachableLimit", description="Failed connects before a camera is down.")
+    server_not_reachable_limit: int = Field(5, ge=1, alias="ServerNotReachableLimit", description="Result timeouts before the inference server is down.")
+    cam_alive_limit: float = Field(30.0, gt=0, alias="CamAliveLimit", description="Seconds without a frame before reconnecting; health period.")
+    logging_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field("INFO", alias="LoggingLevel", description="Log level.")
+    log_file_save: Flag = Field(False, alias="LogFileSave", description="Also write a rotating log file.")
+    alert_2_train: Flag = Field(False, alias="Alert2Train", description="Copy alert images to training.")
+    enable_frame: Flag = Field(False, alias="enableFrame", description="Write the latest annotated frame to frameFile.")
+    enable_alert: Flag = Field(True, alias="enableAlert", description="Master switch for alerts.")
+    frame_file: str = Field("DataFrame.png", alias="frameFile", description="File for the latest annotated frame.")
+    enable_training: Flag = Field(False, alias="enableTraining", description="Master switch for training capture.")
+    enable_speaker: Flag = Field(False, alias="enableSpeaker", description="Master switch for speakers.")
+    sav_vio_img: Flag = Field(True, description="Default for cameras' sav_vio_img.")
+    save_all_detection: Flag = Field(False, description="Default for cameras' save_all_detection.")
+    save_all_inp_img: Flag = Field(False, description="Default for cameras' save_all_inp_img.")
+    cam_delay: float = Field(0.0, ge=0, alias="CamDelay", description="Default sampling period in seconds (0 = every frame).")
+    audio_key: dict[str, str] = Field(default_factory=dict, description="Violation -> speaker message code.")
+    recommendations: dict[str, str] = Field(default_factory=dict, description="Violation -> advice text in alerts.")
+    roi_crop_en: int = Field(0, ge=0, le=1, alias="ROI_crop_en", description="Default for cameras' ROI_crop_en.")
+    roi_en: Flag = Field(True, alias="ROI_en", description="Apply ROIs (0 = all triggers camera-wide).")
+    batch_size: int = Field(4, ge=1, le=64, description="Frames per detector batch.")
+
+
+# --------------------------------------------------------------------------- trakr's own options
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DetectorOptions(_Options):
+    """Which model runs and how."""
+
+    backend: Literal["onnx", "redis"] = Field("onnx", description="'onnx' in-process or 'redis' workers.")
+    model_path: str | None = Field(None, description="Ultralytics-format ONNX file; default: bundled YOLO11n.")
+    imgsz: int = Field(416, ge=32, le=2048, description="Model input size in px (multiple of 32).")
+    confidence: float = Field(0.35, ge=0, le=1, description="Minimum detection confidence.")
+    iou: float = Field(0.5, ge=0, le=1, description="NMS IoU threshold.")
+    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0 = all cores).")
+    providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"], description="ONNX Runtime providers.")
+
+    @field_validator("imgsz")
+    @classmethod
+    def _multiple_of_32(cls, v: int) -> int:
+        if v % 32:
+            raise ValueError("must be a multiple of 32")
+        return v
+
+
+class GateOptions(_Options):
+    """Change gate: skip frames that did not change (measured defaults, see docs/gate.md)."""
+
+    enabled: bool = Field(True, description="Turn the change gate on.")
+    width: int = Field(160, ge=16, description="Width of the grayscale copy compared.")
+    pixel_threshold: int = Field(25, ge=1, le=255, description="Grey-level difference that counts as changed.")
+    area_threshold: float = Field(0.002, ge=0, le=1, description="Changed fraction of the frame that passes it.")
+    keyframe_s: float = Field(5.0, gt=0, description="Pass a frame at least this often per camera.")
+
+
+class BatchOptions(_Options):
+    """Cross-camera batcher."""
+
+    deadline_ms: float = Field(50.0, ge=0, description="Send a partial batch after this many ms.")
+    max_inflight: int = Field(1, ge=1, description="Batches being inferred at once.")
+
+
+class CaptureOptions(_Options):
+    """Camera readers."""
+
+    open_timeout_s: float = Field(5.0, gt=0, description="Timeout to open a stream.")
+    read_timeout_s: float = Field(5.0, gt=0, description="Timeout to read one frame.")
+    backoff_min_s: float = Field(0.5, gt=0, description="First reconnect delay.")
+    backoff_max_s: float = Field(15.0, gt=0, description="Largest reconnect delay.")
+    loop_files: bool = Field(False, description="Loop file cameras forever.")
+    realtime_files: bool = Field(True, description="Read file cameras at their native frame rate.")
+
+
+class OutputOptions(_Options):
+    """Local outputs."""
+
+    directory: str = Field("trakr-output", description="Where alerts, evidence and logs go.")
+    jpeg_quality: int = Field(85, ge=10, le=100, description="JPEG quality of saved images.")
+    save_all_interval_s: float = Field(1.0, ge=0, description="Min seconds between save_all_* images per camera.")
+
+
+class TrakrOptions(_Options):
+    """trakr's own settings (the optional ``trakr`` section); all have defaults."""
+
+    detector: DetectorOptions = Field(default_factory=DetectorOptions, description="Detector.")
+    gate: GateOptions = Field(default_factory=GateOptions, description="Change gate.")
+    batch: BatchOptions = Field(default_factory=BatchOptions, description="Batcher.")
+    capture: CaptureOptions = Field(default_factory=CaptureOptions, description="Camera readers.")
+    output: OutputOptions = Field(default_factory=OutputOptions, description="Local outputs.")
+    extra: dict[str, Any] = Field(default_factory=dict, description="Options of optional components.")
+
+
+# --------------------------------------------------------------------------- whole file
+
+
+class SysConfig(BaseModel):
+    """A validated configuration."""
+
+    model_config = ConfigDict(frozen=True)
+
+    common: CommonConfig
+    cameras: list[CameraConfig]
+    trakr: TrakrOptions = Field(default_factory=TrakrOptions)
+
+    def cam_delay(self, cam: CameraConfig) -> float:
+        """Sampling period of ``cam`` in seconds (its own value or the common one)."""
+        return self.common.cam_delay if cam.cam_delay is None else cam.cam_delay
+
+    def recommendation(self, violation: str) -> str:
+        return self.common.recommendations.get(violation, "")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a config: where, which field, which value, and why."""
+
+    where: str
+    field: str
+    value: Any
+    message: str
+    severity: Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        prefix = "" if self.severity == "error" else "warning: "
+        return f"{prefix}{self.where}: {self.field} = {self.value!r}: {self.message}"
+
+
+@dataclass
+class ConfigReport:
+    """Result of loading a config: the usable config (if any) and every problem found."""
+
+    config: SysConfig | None
+    problems: list[Problem]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def ok(self) -> bool:
+        return self.config is not None and not self.errors
+
+
+class ConfigError(Exception):
+    """Raised when a config cannot be used; carries every problem."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def _problems_from(error: ValidationError, where: str, raw: dict) -> list[Problem]:
+    out = []
+    for e in error.errors():
+        loc = [str(x) for x in e["loc"]]
+        field = ".".join(loc) if loc else "?"
+        value = e.get("input")
+        if e["type"] == "missing":
+            value = None
+        msg = e["msg"].removeprefix("Value error, ")
+        out.append(Problem(where, field, value, msg))
+    return out
+
+
+def _address_looks_usable(address: str) -> bool:
+    a = address.strip()
+    return a.isdigit() or "://" in a or Path(a).exists()
+
+
+def parse_config(raw: dict, *, camera_list: str = "cameras") -> ConfigReport:
+    """Validate a parsed JSON document; returns every problem instead of stopping at the first.
+
+    ``camera_list`` picks ``"cameras"`` (default) or ``"sample_cameras"``.
+    """
+    problems: list[Problem] = []
+    if not isinstance(raw, dict):
+        return ConfigReport(None, [Problem("file", "(root)", type(raw).__name__, "expected a JSON object")])
+    try:
+        common = CommonConfig.model_validate(raw.get("common") or {})
+    except ValidationError as e:
+        problems += _problems_from(e, "common", raw.get("common"))
+        common = None
+    try:
+        options = TrakrOptions.model_validate(raw.get("trakr") or {})
+    except ValidationError as e:
+        problems += [Problem("trakr", "trakr." + p.field, p.value, p.message) for p in _problems_from(e, "trakr", raw)]
+        options = None
+    cams_raw = raw.get(camera_list)
+    if cams_raw is None:
+        cams_raw = []
+        problems.append(Problem("file", camera_list, None, "no camera list", "warning"))
+    cameras: list[CameraConfig] = []
+    seen: set[int] = set()
+    for i, cam_raw in enumerate(cams_raw):
+        cam_id = cam_raw.get("CameraId", f"#{i}") if isinstance(cam_raw, dict) else f"#{i}"
+        where = f"camera {cam_id}"
+        try:
+            cam = CameraConfig.model_validate(cam_raw)
+        except ValidationError as e:
+            problems += _problems_from(e, where, cam_raw)
+            continue
+        if cam.camera_id in seen:
+            problems.append(Problem(where, "CameraId", cam.camera_id, "duplicate camera id"))
+            continue
+        seen.add(cam.camera_id)
+        cameras.append(cam)
+        if not _address_looks_usable(cam.address):
+            problems.append(Problem(where, "Address", cam.address,
+                                    "not a URL, an existing file or a USB index; the camera will stay down",
+                                    "warning"))
+    if common is None or options is None:
+        return ConfigReport(None, problems)
+    config = SysConfig(common=common, cameras=cameras, trakr=options)
+    return ConfigReport(config, problems)
+
+
+def load_config(path: str | Path, *, camera_list: str = "cameras") -> ConfigReport:
+    """Read and validate a config file. A missing file or bad JSON is a single problem."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        return ConfigReport(None, [Problem("file", str(path), None, "file not found")])
+    except json.JSONDecodeError as e:
+        return ConfigReport(None, [Problem("file", str(path), f"line {e.lineno}", f"invalid JSON: {e.msg}")])
+    return parse_config(raw, camera_list=camera_list)
+
+
+def trigger_warnings(config: SysConfig, class_names: list[str]) -> list[Problem]:
+    """Warn about triggers the model cannot produce (e.g. ``nohelmet`` on a COCO model)."""
+    known = set(class_names) | {"social_distancing"}
+    out = []
+    for cam in config.cameras:
+        for t in cam.detection:
+            if t not in known:
+                out.append(Problem(f"camera {cam.camera_id}", "Detection", t, "the model cannot produce this class", "warning"))
+        for name, roi in cam.roi_config.items():
+            for t in roi.detections:
+                if t not in known:
+                    out.append(Problem(f"camera {cam.camera_id}", f"roi_config.{name}.detections", t,
+                                       "the model cannot produce this class", "warning"))
+    return out
