@@ -258,6 +258,39 @@ class OutputOptions(_Options):
     save_all_interval_s: float = Field(1.0, ge=0, description="Min seconds between save_all_* images per camera.")
 
 
+class OutboxOptions(_Options):
+    """Durable SQLite outbox for everything sent to the cloud (owned by trakr.outbox)."""
+
+    max_disk_mb: float = Field(2048.0, gt=0, description="Disk the outbox (rows + images) may use.")
+
+
+class CloudOptions(_Options):
+    """ThingsBoard and image stores (owned by trakr.cloud)."""
+
+    enabled: bool = Field(True, description="Send to the URLs in 'common' when they are set.")
+    http_timeout_s: float = Field(10.0, gt=0, description="Hard timeout of every HTTP call.")
+    mqtt_url: str | None = Field(None, description="mqtt://host:port of a ThingsBoard MQTT API (optional).")
+
+
+class SpeakerOptions(_Options):
+    """Speaker announcements (owned by trakr.speaker)."""
+
+    driver: Literal["http", "tts", "none"] = Field("http", description="How announcements are made.")
+
+
+class RedisOptions(_Options):
+    """Redis Streams inference backend (owned by trakr.redis_detector)."""
+
+    url: str | None = Field(None, description="redis://host:port/db; set to use remote workers.")
+
+
+class MetricsOptions(_Options):
+    """Prometheus endpoint (owned by trakr.metrics)."""
+
+    port: int | None = Field(None, ge=0, le=65535, description="Port of /metrics; None = off.")
+    host: str = Field("127.0.0.1", description="Interface of /metrics.")
+
+
 class TrakrOptions(_Options):
     """trakr's own settings (the optional ``trakr`` section); all have defaults."""
 
@@ -266,7 +299,11 @@ class TrakrOptions(_Options):
     batch: BatchOptions = Field(default_factory=BatchOptions, description="Batcher.")
     capture: CaptureOptions = Field(default_factory=CaptureOptions, description="Camera readers.")
     output: OutputOptions = Field(default_factory=OutputOptions, description="Local outputs.")
-    extra: dict[str, Any] = Field(default_factory=dict, description="Options of optional components.")
+    outbox: OutboxOptions = Field(default_factory=OutboxOptions, description="Durable outbox.")
+    cloud: CloudOptions = Field(default_factory=CloudOptions, description="ThingsBoard and uploads.")
+    speaker: SpeakerOptions = Field(default_factory=SpeakerOptions, description="Speakers.")
+    redis: RedisOptions = Field(default_factory=RedisOptions, description="Redis inference backend.")
+    metrics: MetricsOptions = Field(default_factory=MetricsOptions, description="Prometheus metrics.")
 
 
 # --------------------------------------------------------------------------- whole file
