@@ -14,14 +14,17 @@ there). This file must not import trakr or anything outside the Python standard 
 
       multifilesrc location=FILE loop=true ! h264parse
         ! video/x-h264,stream-format=byte-stream,alignment=au,framerate=FPS/1
-        ! rtph264pay name=pay0 pt=96 config-interval=-1
+        ! rtph264pay name=pay0 pt=96 config-interval=0
 
   ``h264parse`` timestamps the unstamped elementary stream from the framerate; the media
   pipeline's sink syncs on the clock, so the stream goes out at the clip's real-time rate.
   A pad probe copies DTS into PTS (h264parse sets only DTS here), otherwise clients see
-  presentation timestamp 0 on every frame;
-* prints ``PORT <n>`` on stdout once it is listening; exits on SIGTERM/SIGINT or when its stdin
-  reaches EOF with ``--watch-stdin`` (i.e. when the parent process died), so it never outlives the test that started it.
+  presentation timestamp 0 on every frame. ``config-interval=0``: the file already carries
+  SPS/PPS before every IDR (x264 repeats them in Annex-B output); ``-1`` would send them twice and
+  FFmpeg clients then report a duplicated timestamp at every keyframe;
+* prints ``PORT <n>`` on stdout once it is listening; exits on SIGTERM/SIGINT, or when its stdin
+  reaches EOF with ``--watch-stdin`` (i.e. when the parent process died), so it never outlives
+  the test that started it. Exit codes: 2 bad arguments/file, 3 cannot listen, 4 gi missing.
 """
 
 import argparse
@@ -29,12 +32,25 @@ import os
 import signal
 import sys
 
-import gi
+EXIT_BIND = 3  # could not listen on the port (trakr.rtsp_server retries this one on restart)
+EXIT_DEPS = 4  # gi / GStreamer RTSP server bindings missing
 
-gi.require_version("Gst", "1.0")
-gi.require_version("GstRtsp", "1.0")
-gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+try:
+    import gi
+
+    gi.require_version("Gst", "1.0")
+    gi.require_version("GstRtsp", "1.0")
+    gi.require_version("GstRtspServer", "1.0")
+    from gi.repository import GLib, Gst, GstRtsp, GstRtspServer
+except (ImportError, ValueError) as _exc:
+    print(
+        f"GStreamer RTSP server bindings not importable under {sys.executable}: {_exc} "
+        "(needs Debian's /usr/bin/python3 with: apt-get install python3-gi "
+        "gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good "
+        "gstreamer1.0-plugins-bad)",
+        file=sys.stderr,
+    )
+    sys.exit(EXIT_DEPS)
 
 
 def _dts_to_pts(pad, info):
@@ -90,7 +106,7 @@ def main(argv=None):
     launch = (
         f'( multifilesrc location="{location}" loop=true ! h264parse name=parse '
         f"! video/x-h264,stream-format=byte-stream,alignment=au,framerate={args.fps}/1 "
-        "! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+        "! rtph264pay name=pay0 pt=96 config-interval=0 )"
     )
     mounts = server.get_mount_points()
     for i in range(args.mounts):
@@ -100,12 +116,12 @@ def main(argv=None):
         server.attach(None)
     except GLib.Error as exc:
         print(f"cannot listen on {args.host}:{args.port}: {exc.message}", file=sys.stderr)
-        return 1
+        return EXIT_BIND
     # attach() returns 0 (and prints a GStreamer warning) when the bind fails.
     port = server.get_bound_port()
     if port <= 0:
         print(f"cannot listen on {args.host}:{args.port}", file=sys.stderr)
-        return 1
+        return EXIT_BIND
 
     def _quit(*_a):
         loop.quit()
