@@ -322,6 +322,13 @@ class SysConfig(BaseModel):
         """Sampling period of ``cam`` in seconds (its own value or the common one)."""
         return self.common.cam_delay if cam.cam_delay is None else cam.cam_delay
 
+    def cam_flag(self, cam: CameraConfig, name: str) -> bool:
+        """A per-camera switch such as ``sav_vio_img``: the camera's value if it sets one, else
+        the ``common`` default."""
+        if name in cam.model_fields_set or not hasattr(self.common, name):
+            return bool(getattr(cam, name))
+        return bool(getattr(self.common, name))
+
     def recommendation(self, violation: str) -> str:
         return self.common.recommendations.get(violation, "")
 
