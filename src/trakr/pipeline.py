@@ -82,6 +82,8 @@ class PipelineStats:
     analysed_per_camera: dict[int, int] = field(default_factory=dict)
     latencies: deque = field(default_factory=lambda: deque(maxlen=10000))
     """Recent capture→result latencies in seconds."""
+    inflight: int = 0
+    """Batches inside the detector right now (metrics)."""
 
 
 class _Camera:
@@ -118,6 +120,7 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._started = False
         self._last_detector_error = 0.0
+        self._inflight_lock = threading.Lock()
 
     # -- sinks ---------------------------------------------------------------------------------
     def add_alert_sink(self, sink: AlertSink) -> None:
@@ -279,6 +282,8 @@ class Pipeline:
             cams = self.cameras()
             inputs = [self._model_input(f, cams.get(f.camera_id)) for f in batch]
             t0 = time.perf_counter()
+            with self._inflight_lock:
+                self.stats.inflight += 1
             try:
                 results = self.detector.detect([img for img, _ in inputs])
             except Exception as e:  # a failing backend must not kill the pipeline
@@ -287,6 +292,9 @@ class Pipeline:
                     log.error("detector failed: %s", e)
                     self._last_detector_error = time.monotonic()
                 continue
+            finally:
+                with self._inflight_lock:
+                    self.stats.inflight -= 1
             infer_s = time.perf_counter() - t0
             done = time.time()
             st = self.stats
