@@ -262,6 +262,12 @@ class OutboxOptions(_Options):
     """Durable SQLite outbox for everything sent to the cloud (owned by trakr.outbox)."""
 
     max_disk_mb: float = Field(2048.0, gt=0, description="Disk the outbox (rows + images) may use.")
+    path: str | None = Field(None, description="Outbox directory; default '<output>/outbox'.")
+    retry_min_s: float = Field(1.0, gt=0, description="First retry delay after a failed send.")
+    retry_max_s: float = Field(120.0, gt=0, description="Largest retry delay (exponential backoff, with jitter).")
+    workers: int = Field(2, ge=1, le=16, description="Sender threads (each serves one channel at a time).")
+    speaker_max_age_s: float = Field(30.0, gt=0, description="Speaker calls older than this are dropped, not sent late.")
+    reconcile_days: int = Field(2, ge=0, description="On start, re-enqueue stored alerts of the last N days never sent.")
 
 
 class CloudOptions(_Options):
@@ -270,12 +276,26 @@ class CloudOptions(_Options):
     enabled: bool = Field(True, description="Send to the URLs in 'common' when they are set.")
     http_timeout_s: float = Field(10.0, gt=0, description="Hard timeout of every HTTP call.")
     mqtt_url: str | None = Field(None, description="mqtt://host:port of a ThingsBoard MQTT API (optional).")
+    config_key: str = Field("sysconfig", description="Shared attribute that holds the pushed config.")
+    long_poll_s: float = Field(60.0, gt=0, description="Timeout of one shared-attribute long-poll request.")
+    config_refresh_s: float = Field(600.0, gt=0, description="Also re-read the shared config this often (missed pushes).")
+    upload_file_field: str = Field("image", description="Multipart field name of uploaded images.")
+    health_interval_s: float | None = Field(None, gt=0, description="Health telemetry period; default CamAliveLimit.")
+    frame_interval_s: float = Field(1.0, ge=0, description="Min seconds between writes of frameFile (enableFrame).")
+    training_upload: bool = Field(True, description="Upload training images to train_storage_ip (else keep local).")
 
 
 class SpeakerOptions(_Options):
     """Speaker announcements (owned by trakr.speaker)."""
 
     driver: Literal["http", "tts", "none"] = Field("http", description="How announcements are made.")
+    url_template: str = Field("http://{ip}/play?code={code}",
+                              description="HTTP driver URL; fields {ip} {code} {violation} {camera_id} {text}.")
+    method: Literal["GET", "POST"] = Field("GET", description="HTTP driver method.")
+    min_interval_s: float = Field(10.0, ge=0, description="Min seconds between announcements on one speaker.")
+    tts_command: list[str] = Field(default_factory=lambda: ["espeak-ng", "-w", "{wav}", "{text}"],
+                                   description="TTS command writing a WAV; fields {wav} {text}.")
+    player_command: list[str] | None = Field(None, description="Plays the WAV, e.g. ['aplay', '-q', '{wav}']; None = file only.")
 
 
 class RedisOptions(_Options):

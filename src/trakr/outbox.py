@@ -1,0 +1,500 @@
+"""Durable store-and-forward outbox for everything trakr sends off the box.
+
+Every outbound message (ThingsBoard telemetry, image upload, speaker call, config status) is
+committed to a SQLite database (WAL, ``synchronous=FULL``) before anything tries to send it; a
+:class:`Sender` delivers it later with retries, exponential backoff with jitter, and an
+idempotency key per message. A cloud outage, a restart, ``kill -9`` or a power cut loses nothing:
+
+* a message's file (an image) is written and fsynced under ``<outbox>/files/`` *before* its row
+  is committed, so a committed row always has its file; files without a row (a crash between the
+  two) are removed when the outbox is opened;
+* a row is deleted only after the receiver answered 2xx, in the same transaction that records its
+  key as delivered, so a restart resends at most the one message that was in flight (at-least-once;
+  the key lets the receiver drop that duplicate, and ThingsBoard overwrites a telemetry value
+  with the same ``ts`` anyway);
+* :meth:`Outbox.put` with a key that is pending or was delivered recently is a no-op, so
+  re-enqueueing after a restart is safe.
+
+Messages are grouped in *channels* (one per destination, e.g. ``tb:alert``); each channel is
+delivered strictly in order (the oldest message first, later ones wait while it is retried), and
+channels are independent, so a dead image store does not hold up alert telemetry.
+
+Disk bound (``trakr.outbox.max_disk_mb``): rows and files are counted; when a new message does not
+fit, messages are dropped by *category rank*, lowest first, oldest first within a rank:
+``training`` < ``health`` < ``speaker`` < ``alert_image`` < ``roi``/``config`` < ``alert``.
+A new message is itself dropped when everything left ranks higher than it. Every drop is counted
+per category (persisted, reported in health telemetry) and logged.
+
+Example:
+    >>> import tempfile
+    >>> box = Outbox(tempfile.mkdtemp(), max_bytes=10_000_000)
+    >>> box.put("alert:1", "tb:alert", "alert", {"ts": 1, "values": {"a": 1}})
+    True
+    >>> box.put("alert:1", "tb:alert", "alert", {"ts": 1, "values": {"a": 1}})  # same key: no-op
+    True
+    >>> m = box.head("tb:alert"); box.done(m, "sent"); box.stats()["backlog"]
+    0
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from trakr.logs import redact
+
+log = logging.getLogger(__name__)
+
+RANK = {"training": 0, "health": 1, "speaker": 2, "alert_image": 3, "roi": 4, "config": 4, "alert": 5}
+"""Drop order when the disk bound is reached: lowest rank first (unknown categories rank 1)."""
+ROW_OVERHEAD = 512
+"""Bytes counted per row on top of its payload and file (index, page slack)."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
+    channel TEXT NOT NULL,
+    category TEXT NOT NULL,
+    rank INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    file TEXT,
+    size INTEGER NOT NULL,
+    created REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_channel ON messages (channel, id);
+CREATE INDEX IF NOT EXISTS messages_rank ON messages (rank, id);
+CREATE TABLE IF NOT EXISTS delivered (key TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass
+class Message:
+    """One pending message as stored."""
+
+    id: int
+    key: str
+    channel: str
+    category: str
+    payload: dict
+    file: Path | None
+    size: int
+    created: float
+    attempts: int
+
+    def read_file(self) -> bytes | None:
+        return self.file.read_bytes() if self.file is not None else None
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Outbox:
+    """The SQLite outbox (thread-safe; one per process and directory)."""
+
+    def __init__(self, directory: str | Path, max_bytes: int = 2 << 30, keep_delivered_s: float = 3 * 86400):
+        self.dir = Path(directory)
+        self.files = self.dir / "files"
+        self.files.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = int(max_bytes)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.dir / "outbox.db", check_same_thread=False, isolation_level=None,
+                                   timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self.listeners: list[Callable[[], None]] = []
+        """Called (without arguments) after each new message: wakes the sender."""
+        self._last_drop_log: dict[str, float] = {}
+        self._pending_unlinks: list[str] = []
+        with self._lock:
+            self._db.execute("DELETE FROM delivered WHERE at < ?", (time.time() - keep_delivered_s,))
+            self._sweep_orphans()
+            self.used = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM messages").fetchone()[0]
+
+    # -- housekeeping -------------------------------------------------------------------------
+    def _sweep_orphans(self) -> None:
+        """Remove files that no row references (a crash between file write and row commit)."""
+        known = {r[0] for r in self._db.execute("SELECT file FROM messages WHERE file IS NOT NULL")}
+        removed = 0
+        for p in self.files.iterdir():
+            if p.name not in known:
+                p.unlink(missing_ok=True)
+                removed += 1
+        if removed:
+            log.info("outbox: removed %d orphan file(s)", removed)
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass
+            self._db.close()
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self._db.execute("INSERT INTO counters (name, value) VALUES (?, ?) "
+                         "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", (name, n))
+
+    # -- writing ------------------------------------------------------------------------------
+    def _store_file(self, src: Path | None, data: bytes | None, name: str) -> tuple[str, int]:
+        """Place the file under files/ durably; returns (stored name, size)."""
+        stored = f"{uuid.uuid4().hex}_{name}"
+        dest = self.files / stored
+        if src is not None:
+            try:
+                os.link(src, dest)  # the alert/training image is already fsynced: share its inode
+            except OSError:
+                tmp = dest.with_name("." + stored + ".tmp")
+                shutil.copyfile(src, tmp)
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, dest)
+        else:
+            tmp = dest.with_name("." + stored + ".tmp")
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, dest)
+        _fsync_dir(self.files)
+        return stored, dest.stat().st_size
+
+    def put(self, key: str, channel: str, category: str, payload: dict, *, file: str | Path | None = None,
+            data: bytes | None = None, filename: str = "file.bin") -> bool:
+        """Commit a message; ``file`` (a path, linked or copied) or ``data`` is its attachment.
+
+        Returns ``True`` when the message is stored (or already pending / delivered under ``key``),
+        ``False`` when the disk bound made it drop (counted).
+        """
+        rank = RANK.get(category, 1)
+        body = json.dumps(payload, separators=(",", ":"))
+        with self._lock:
+            if self._known(key):
+                return True
+        stored, fsize = None, 0
+        if file is not None or data is not None:
+            src = Path(file) if file is not None else None
+            if src is not None and not src.exists():
+                log.warning("outbox: attachment %s of %s is missing; sending without it", src, key)
+            else:
+                stored, fsize = self._store_file(src, data, Path(filename if src is None else src.name).name)
+        size = len(body) + fsize + ROW_OVERHEAD
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                if self._known(key):
+                    self._db.execute("ROLLBACK")
+                    self._unlink(stored)
+                    return True
+                if not self._make_room(size, rank, category):
+                    self._count(f"dropped.{category}")
+                    self._db.execute("COMMIT")
+                    self._unlink(stored)
+                    self._log_drop(category)
+                    return False
+                self._db.execute(
+                    "INSERT INTO messages (key, channel, category, rank, payload, file, size, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key, channel, category, rank, body, stored, size, time.time()))
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                self._unlink(stored)
+                raise
+            self.used += size
+            for dropped in self._pending_unlinks:
+                self._unlink(dropped)
+            self._pending_unlinks = []
+        for fn in self.listeners:
+            fn()
+        return True
+
+    def _known(self, key: str) -> bool:
+        return self._db.execute("SELECT 1 FROM messages WHERE key = ? UNION ALL "
+                                "SELECT 1 FROM delivered WHERE key = ? LIMIT 1", (key, key)).fetchone() is not None
+
+    def _make_room(self, size: int, rank: int, category: str) -> bool:
+        """Inside a transaction: drop lower/equal-rank messages until ``size`` fits."""
+        self._pending_unlinks = []
+        if self.used + size <= self.max_bytes:
+            return True
+        droppable = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM messages WHERE rank <= ?",
+                                     (rank,)).fetchone()[0]
+        if self.used - droppable + size > self.max_bytes:
+            return False  # would not fit even after dropping everything it outranks: drop it
+        freed = 0
+        while self.used - freed + size > self.max_bytes:
+            row = self._db.execute("SELECT id, category, rank, file, size FROM messages "
+                                   "ORDER BY rank, id LIMIT 1").fetchone()
+            if row is None or row[2] > rank:  # cannot happen after the check above
+                break
+            self._db.execute("DELETE FROM messages WHERE id = ?", (row[0],))
+            self._count(f"dropped.{row[1]}")
+            self._log_drop(row[1])
+            freed += row[4]
+            if row[3]:
+                self._pending_unlinks.append(row[3])
+        self.used -= freed
+        return True
+
+    def _log_drop(self, category: str) -> None:
+        now = time.monotonic()
+        if now - self._last_drop_log.get(category, -1e9) > 10:
+            self._last_drop_log[category] = now
+            log.warning("outbox full (%.1f MB bound): dropping %s messages (oldest first)",
+                        self.max_bytes / 1e6, category)
+
+    def _unlink(self, stored: str | None) -> None:
+        if stored:
+            (self.files / stored).unlink(missing_ok=True)
+
+    # -- reading / completing -----------------------------------------------------------------
+    def _row(self, r) -> Message:
+        return Message(id=r[0], key=r[1], channel=r[2], category=r[3], payload=json.loads(r[4]),
+                       file=(self.files / r[5]) if r[5] else None, size=r[6], created=r[7], attempts=r[8])
+
+    def channels(self) -> list[str]:
+        """Channels that have pending messages."""
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT DISTINCT channel FROM messages")]
+
+    def head(self, channel: str) -> Message | None:
+        """The oldest pending message of ``channel``."""
+        with self._lock:
+            r = self._db.execute("SELECT id, key, channel, category, payload, file, size, created, attempts "
+                                 "FROM messages WHERE channel = ? ORDER BY id LIMIT 1", (channel,)).fetchone()
+        return self._row(r) if r else None
+
+    def pending(self, channel: str | None = None) -> list[Message]:
+        with self._lock:
+            q = "SELECT id, key, channel, category, payload, file, size, created, attempts FROM messages"
+            rows = self._db.execute(q + (" WHERE channel = ?" if channel else "") + " ORDER BY id",
+                                    (channel,) if channel else ()).fetchall()
+        return [self._row(r) for r in rows]
+
+    def done(self, msg: Message, outcome: str = "sent", detail: str = "") -> None:
+        """Remove a message: ``sent`` (remembered as delivered), ``rejected`` or ``expired``."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._db.execute("DELETE FROM messages WHERE id = ?", (msg.id,))
+                if cur.rowcount:
+                    self.used -= msg.size
+                    self._count(f"{outcome}.{msg.category}")
+                if outcome == "sent":
+                    self._db.execute("INSERT OR REPLACE INTO delivered (key, at) VALUES (?, ?)",
+                                     (msg.key, time.time()))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        if msg.file is not None:
+            msg.file.unlink(missing_ok=True)
+        if outcome != "sent":
+            log.warning("outbox: %s %s (%s): %s", outcome, msg.key, msg.channel, redact(detail))
+
+    def failed(self, msg: Message, error: str) -> None:
+        """Record a failed attempt (the message stays first in its channel)."""
+        with self._lock:
+            self._db.execute("UPDATE messages SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                             (redact(error)[:500], msg.id))
+
+    def was_delivered(self, key: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM delivered WHERE key = ?", (key,)).fetchone() is not None
+
+    def counters(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._db.execute("SELECT name, value FROM counters"))
+
+    def stats(self) -> dict:
+        """``backlog`` (messages), ``backlog_by_category``, ``bytes``, ``max_bytes``, ``oldest_age_s``
+        and the persisted counters (``dropped.<category>``, ``sent.<category>``, ...)."""
+        with self._lock:
+            by_cat = dict(self._db.execute("SELECT category, COUNT(*) FROM messages GROUP BY category"))
+            oldest = self._db.execute("SELECT MIN(created) FROM messages").fetchone()[0]
+            counters = dict(self._db.execute("SELECT name, value FROM counters"))
+        return {"backlog": sum(by_cat.values()), "backlog_by_category": by_cat, "bytes": self.used,
+                "max_bytes": self.max_bytes, "oldest_age_s": (time.time() - oldest) if oldest else 0.0,
+                **counters}
+
+
+# --------------------------------------------------------------------------------- delivery
+
+OK, RETRY, REJECT = "ok", "retry", "reject"
+
+
+@dataclass
+class Outcome:
+    """What a delivery attempt came to: ``ok``, ``retry`` (transient) or ``reject`` (never)."""
+
+    status: str
+    detail: str = ""
+
+
+Deliver = Callable[[Message], Outcome]
+
+
+class _Lane:
+    __slots__ = ("failures", "next_at", "busy")
+
+    def __init__(self):
+        self.failures = 0
+        self.next_at = 0.0
+        self.busy = False
+
+
+class Sender:
+    """Delivers outbox messages on ``workers`` threads; one channel is served by one thread at a
+    time, oldest message first; failures back off per channel (``retry_min_s * 2**n`` capped at
+    ``retry_max_s``, with jitter: uniformly between half and all of it)."""
+
+    def __init__(self, outbox: Outbox, deliver: Deliver, *, workers: int = 2, retry_min_s: float = 1.0,
+                 retry_max_s: float = 120.0, max_age_s: dict[str, float] | None = None):
+        self.outbox = outbox
+        self.deliver = deliver
+        self.workers = workers
+        self.retry_min_s = retry_min_s
+        self.retry_max_s = retry_max_s
+        self.max_age_s = dict(max_age_s or {})
+        self._lanes: dict[str, _Lane] = {}
+        self._cond = threading.Condition()
+        self._dirty = True
+        self._active: set[str] = set()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.attempts = 0
+        self.failures = 0
+        outbox.listeners.append(self.wake)
+
+    def wake(self) -> None:
+        with self._cond:
+            self._dirty = True
+            self._cond.notify_all()
+
+    def start(self) -> None:
+        for i in range(self.workers):
+            t = threading.Thread(target=self._loop, name=f"outbox-sender-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self.wake()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        if self.wake in self.outbox.listeners:
+            self.outbox.listeners.remove(self.wake)
+
+    def backoff(self, failures: int) -> float:
+        d = min(self.retry_max_s, self.retry_min_s * (2 ** max(0, failures - 1)))
+        return d / 2 + random.uniform(0, d / 2)
+
+    def lane_state(self) -> dict[str, dict]:
+        """Per channel: consecutive failures and seconds until the next try."""
+        now = time.monotonic()
+        with self._cond:
+            return {ch: {"failures": ln.failures, "retry_in_s": max(0.0, ln.next_at - now)}
+                    for ch, ln in self._lanes.items()}
+
+    def _pick(self) -> str | None:
+        """Under the condition: a channel that has messages, is idle and is due."""
+        while not self._stop.is_set():
+            if self._dirty:
+                self._dirty = False
+                channels = self.outbox.channels()
+                for ch in channels:
+                    self._lanes.setdefault(ch, _Lane())
+                self._active = set(channels)
+            now = time.monotonic()
+            wait = 5.0
+            for ch in sorted(self._active, key=lambda c: self._lanes[c].next_at):
+                lane = self._lanes[ch]
+                if lane.busy:
+                    continue
+                if lane.next_at <= now:
+                    lane.busy = True
+                    return ch
+                wait = min(wait, lane.next_at - now)
+            self._cond.wait(max(0.01, wait))
+            self._dirty = True
+        return None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with self._cond:
+                ch = self._pick()
+            if ch is None:
+                return
+            lane = self._lanes[ch]
+            try:
+                self._serve(ch, lane)
+            except Exception:
+                log.exception("outbox sender: channel %s", ch)
+                lane.failures += 1
+                lane.next_at = time.monotonic() + self.backoff(lane.failures)
+            finally:
+                with self._cond:
+                    lane.busy = False
+                    self._dirty = True
+                    self._cond.notify_all()
+
+    def _serve(self, ch: str, lane: _Lane) -> None:
+        """Send the channel's messages in order until it is empty or one fails."""
+        while not self._stop.is_set():
+            msg = self.outbox.head(ch)
+            if msg is None:
+                return
+            max_age = self.max_age_s.get(msg.category)
+            if max_age is not None and time.time() - msg.created > max_age:
+                self.outbox.done(msg, "expired", f"older than {max_age:g}s")
+                continue
+            if msg.file is not None and not msg.file.exists():
+                self.outbox.done(msg, "rejected", "attachment missing")
+                continue
+            self.attempts += 1
+            try:
+                out = self.deliver(msg)
+            except Exception as e:  # a transport bug must not lose the message
+                out = Outcome(RETRY, f"{type(e).__name__}: {e}")
+            if out.status == OK:
+                self.outbox.done(msg, "sent")
+                if lane.failures:
+                    log.info("outbox: channel %s delivering again after %d failure(s)", ch, lane.failures)
+                lane.failures = 0
+            elif out.status == REJECT:
+                self.outbox.done(msg, "rejected", out.detail)
+            else:
+                self.failures += 1
+                lane.failures += 1
+                delay = self.backoff(lane.failures)
+                lane.next_at = time.monotonic() + delay
+                self.outbox.failed(msg, out.detail)
+                if lane.failures == 1 or lane.failures % 10 == 0:
+                    log.warning("outbox: channel %s: %s (failure %d, retry in %.1fs)", ch,
+                                redact(out.detail), lane.failures, delay)
+                return
