@@ -299,9 +299,24 @@ class SpeakerOptions(_Options):
 
 
 class RedisOptions(_Options):
-    """Redis Streams inference backend (owned by trakr.redis_detector)."""
+    """Redis Streams inference backend (owned by trakr.redis_detector; see docs/redis-protocol.md)."""
 
     url: str | None = Field(None, description="redis://host:port/db; set to use remote workers.")
+    frames_stream: str = Field("trakr:frames", description="Stream the client writes batches to (workers read it).")
+    group: str = Field("trakr-workers", description="Consumer group of the workers on the frames stream.")
+    results_prefix: str = Field("trakr:results:", description="Prefix of the per-client result stream (+ client_id).")
+    client_id: str | None = Field(None, description="Name of this client's result stream; default host-pid-random.")
+    max_inflight: int = Field(2, ge=1, le=64, description="Most batches this client has sent and not yet got back.")
+    result_timeout_s: float = Field(5.0, gt=0, description="Wait this long for a batch's result before giving it up.")
+    visibility_timeout_s: float = Field(10.0, gt=0, description="Workers reclaim a batch left unacked this long (XAUTOCLAIM).")
+    frames_maxlen: int = Field(256, ge=8, description="Approximate cap of the frames stream (XADD MAXLEN ~).")
+    results_maxlen: int = Field(256, ge=8, description="Approximate cap of each result stream (XADD MAXLEN ~).")
+    results_ttl_s: float = Field(3600.0, gt=0, description="A result stream nobody writes to expires after this long.")
+    encoding: Literal["jpeg", "raw"] = Field("jpeg", description="Frame encoding on the wire: JPEG or raw letterboxed BGR.")
+    jpeg_quality: int = Field(90, ge=10, le=100, description="JPEG quality when encoding is 'jpeg'.")
+    fallback_to_embedded: bool = Field(True, description="Run the embedded ONNX model while the server is down.")
+    probe_interval_s: float = Field(5.0, gt=0, description="While down, probe the workers this often.")
+    socket_timeout_s: float = Field(5.0, gt=0, description="Connect and read timeout of every Redis call.")
 
 
 class MetricsOptions(_Options):
