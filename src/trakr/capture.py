@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 # TCP for RTSP (no UDP loss / firewall issues) and a short probe: opens in ~0.2 s instead of ~1 s.
 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp|analyzeduration;100000")
+# A dead camera is reported once by trakr's own log, not every retry by OpenCV/FFmpeg on stderr.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 @dataclass

@@ -117,6 +117,7 @@ def run(
     duration: Optional[float] = typer.Option(None, help="Stop after this many seconds (default: until Ctrl-C)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output directory (overrides the config)."),
     log_level: Optional[str] = typer.Option(None, help="Override LoggingLevel."),
+    redis_url: Optional[str] = typer.Option(None, "--redis", help="redis://host:port/db: run the model on 'trakr worker' processes."),
 ) -> None:
     """Run the pipeline until Ctrl-C / SIGTERM (or --duration); alerts land in the output directory."""
     report = _load(config, sample_cameras)
@@ -125,6 +126,10 @@ def run(
         err.print(f"[red]refusing to run[/]: {len(report.errors)} config error(s)")
         raise typer.Exit(2)
     cfg = report.config
+    if redis_url:
+        from trakr.redis_detector import with_redis_backend
+
+        cfg = with_redis_backend(cfg, redis_url)
     out = Path(output or cfg.trakr.output.directory)
     out.mkdir(parents=True, exist_ok=True)
     setup_logging(log_level or cfg.common.logging_level, out / "trakr.log" if cfg.common.log_file_save else None)
@@ -165,6 +170,50 @@ def status_table(pipeline, elapsed: float) -> Table:
         t.add_row(cam.label, st.state, f"{st.frames_read / elapsed:.1f}", f"{analysed / elapsed:.1f}",
                   f"{g.pass_rate:.0%}" if g else "-", str(slot.dropped if slot else 0), str(st.reconnects))
     return t
+
+
+@app.command()
+def worker(
+    redis_url: str = typer.Option(..., "--redis", help="redis://host:port/db of the Redis the clients use."),
+    batch: int = typer.Option(8, "--batch", min=1, help="Most frames per model run (batches of several clients are merged)."),
+    provider: list[str] = typer.Option(["CPUExecutionProvider"], "--provider",
+                                       help="ONNX Runtime provider, in order of preference (repeat): "
+                                            "CPUExecutionProvider, CUDAExecutionProvider, TensorrtExecutionProvider."),
+    imgsz: int = typer.Option(416, "--imgsz", help="Warm-up input size; each request runs at the size its client sent."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Ultralytics-format ONNX model; default: bundled YOLO11n."),
+    threads: int = typer.Option(0, "--threads", help="ONNX Runtime intra-op threads (0 = all cores)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Take stream names and timeouts from this config's trakr.redis."),
+    visibility_timeout: Optional[float] = typer.Option(None, "--visibility-timeout", help="Reclaim batches left unacked this many seconds."),
+    name: Optional[str] = typer.Option(None, "--name", help="Consumer name (default host-pid)."),
+    delay_ms: float = typer.Option(0.0, "--delay-ms", help="TESTS/BENCHMARKS ONLY: sleep this long before every model run."),
+    duration: Optional[float] = typer.Option(None, help="Stop after this many seconds (default: until Ctrl-C / SIGTERM)."),
+    log_level: str = typer.Option("INFO", help="Log level."),
+) -> None:
+    """Serve inference for trakr clients through Redis Streams (start one per GPU / machine)."""
+    from trakr.config import RedisOptions
+    from trakr.worker import Worker
+
+    setup_logging(log_level, None)
+    options = RedisOptions()
+    if config is not None:
+        report = load_config(config)
+        if report.config is None:
+            _print_problems(report)
+            raise typer.Exit(2)
+        options = report.config.trakr.redis
+    if visibility_timeout is not None:
+        options = options.model_copy(update={"visibility_timeout_s": visibility_timeout})
+    providers = [p for item in provider for p in item.split(",") if p]
+    w = Worker(redis_url, model_path=model, imgsz=imgsz, batch=batch, providers=providers, threads=threads,
+               options=options, name=name, delay_ms=delay_ms)
+
+    def _signal(signum, _frame):
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        w.stop()
+
+    signal.signal(signal.SIGINT, _signal)
+    signal.signal(signal.SIGTERM, _signal)
+    w.run(max_seconds=duration)
 
 
 def main() -> None:  # pragma: no cover - console entry point
