@@ -23,8 +23,8 @@ Example:
     ('c1:7', (32, 32), 1, True)
     >>> dets = [np.array([[1, 2, 3, 4, 0.9, 0]], np.float32)]
     >>> res = decode_result(encode_result("c1:7", dets, model="abc", worker="w1", infer_ms=3.2))
-    >>> res.status, res.detections[0].tolist(), res.model
-    ('ok', [[1.0, 2.0, 3.0, 4.0, 0.8999999761581543, 0.0]], 'abc')
+    >>> res.status, [round(float(x), 2) for x in res.detections[0][0]], res.model
+    ('ok', [1.0, 2.0, 3.0, 4.0, 0.9, 0.0], 'abc')
 """
 
 from __future__ import annotations
