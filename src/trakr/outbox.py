@@ -12,8 +12,8 @@ idempotency key per message. A cloud outage, a restart, ``kill -9`` or a power c
   key as delivered, so a restart resends at most the one message that was in flight (at-least-once;
   the key lets the receiver drop that duplicate, and ThingsBoard overwrites a telemetry value
   with the same ``ts`` anyway);
-* :meth:`Outbox.put` with a key that is pending or was delivered recently is a no-op, so
-  re-enqueueing after a restart is safe.
+* :meth:`Outbox.put` with a key that is pending or finished recently (sent, dropped, rejected,
+  expired; remembered ``keep_finished_s``) is a no-op, so re-enqueueing after a restart is safe.
 
 Messages are grouped in *channels* (one per destination, e.g. ``tb:alert``); each channel is
 delivered strictly in order (the oldest message first, later ones wait while it is retried), and
@@ -76,7 +76,7 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_channel ON messages (channel, id);
 CREATE INDEX IF NOT EXISTS messages_rank ON messages (rank, id);
-CREATE TABLE IF NOT EXISTS delivered (key TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS finished (key TEXT PRIMARY KEY, at REAL NOT NULL, outcome TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
@@ -113,7 +113,7 @@ def _fsync_dir(path: Path) -> None:
 class Outbox:
     """The SQLite outbox (thread-safe; one per process and directory)."""
 
-    def __init__(self, directory: str | Path, max_bytes: int = 2 << 30, keep_delivered_s: float = 3 * 86400):
+    def __init__(self, directory: str | Path, max_bytes: int = 2 << 30, keep_finished_s: float = 4 * 86400):
         self.dir = Path(directory)
         self.files = self.dir / "files"
         self.files.mkdir(parents=True, exist_ok=True)
@@ -129,7 +129,7 @@ class Outbox:
         self._last_drop_log: dict[str, float] = {}
         self._pending_unlinks: list[str] = []
         with self._lock:
-            self._db.execute("DELETE FROM delivered WHERE at < ?", (time.time() - keep_delivered_s,))
+            self._db.execute("DELETE FROM finished WHERE at < ?", (time.time() - keep_finished_s,))
             self._sweep_orphans()
             self.used = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM messages").fetchone()[0]
 
@@ -210,6 +210,7 @@ class Outbox:
                     return True
                 if not self._make_room(size, rank, category):
                     self._count(f"dropped.{category}")
+                    self._finish(key, "dropped")
                     self._db.execute("COMMIT")
                     self._unlink(stored)
                     self._log_drop(category)
@@ -234,7 +235,7 @@ class Outbox:
 
     def _known(self, key: str) -> bool:
         return self._db.execute("SELECT 1 FROM messages WHERE key = ? UNION ALL "
-                                "SELECT 1 FROM delivered WHERE key = ? LIMIT 1", (key, key)).fetchone() is not None
+                                "SELECT 1 FROM finished WHERE key = ? LIMIT 1", (key, key)).fetchone() is not None
 
     def _make_room(self, size: int, rank: int, category: str) -> bool:
         """Inside a transaction: drop lower/equal-rank messages until ``size`` fits."""
@@ -247,18 +248,24 @@ class Outbox:
             return False  # would not fit even after dropping everything it outranks: drop it
         freed = 0
         while self.used - freed + size > self.max_bytes:
-            row = self._db.execute("SELECT id, category, rank, file, size FROM messages "
+            row = self._db.execute("SELECT id, category, rank, file, size, key FROM messages "
                                    "ORDER BY rank, id LIMIT 1").fetchone()
             if row is None or row[2] > rank:  # cannot happen after the check above
                 break
             self._db.execute("DELETE FROM messages WHERE id = ?", (row[0],))
             self._count(f"dropped.{row[1]}")
+            self._finish(row[5], "dropped")
             self._log_drop(row[1])
             freed += row[4]
             if row[3]:
                 self._pending_unlinks.append(row[3])
         self.used -= freed
         return True
+
+    def _finish(self, key: str, outcome: str) -> None:
+        """Remember a finished key (so a re-enqueue after restart is a no-op)."""
+        self._db.execute("INSERT OR REPLACE INTO finished (key, at, outcome) VALUES (?, ?, ?)",
+                         (key, time.time(), outcome))
 
     def _log_drop(self, category: str) -> None:
         now = time.monotonic()
@@ -304,9 +311,7 @@ class Outbox:
                 if cur.rowcount:
                     self.used -= msg.size
                     self._count(f"{outcome}.{msg.category}")
-                if outcome == "sent":
-                    self._db.execute("INSERT OR REPLACE INTO delivered (key, at) VALUES (?, ?)",
-                                     (msg.key, time.time()))
+                self._finish(msg.key, outcome)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -324,7 +329,16 @@ class Outbox:
 
     def was_delivered(self, key: str) -> bool:
         with self._lock:
-            return self._db.execute("SELECT 1 FROM delivered WHERE key = ?", (key,)).fetchone() is not None
+            return self._db.execute("SELECT 1 FROM finished WHERE key = ? AND outcome = 'sent'",
+                                    (key,)).fetchone() is not None
+
+    def outcome(self, key: str) -> str | None:
+        """``pending``, ``sent``, ``dropped``, ``rejected``, ``expired`` or ``None`` (unknown key)."""
+        with self._lock:
+            if self._db.execute("SELECT 1 FROM messages WHERE key = ?", (key,)).fetchone():
+                return "pending"
+            r = self._db.execute("SELECT outcome FROM finished WHERE key = ?", (key,)).fetchone()
+        return r[0] if r else None
 
     def counters(self) -> dict[str, int]:
         with self._lock:
