@@ -118,6 +118,7 @@ def run(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output directory (overrides the config)."),
     log_level: Optional[str] = typer.Option(None, help="Override LoggingLevel."),
     redis_url: Optional[str] = typer.Option(None, "--redis", help="redis://host:port/db: run the model on 'trakr worker' processes."),
+    metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="Serve Prometheus /metrics on this port (overrides trakr.metrics.port)."),
 ) -> None:
     """Run the pipeline until Ctrl-C / SIGTERM (or --duration); alerts land in the output directory."""
     report = _load(config, sample_cameras)
@@ -139,6 +140,10 @@ def run(
     from trakr.pipeline import Pipeline
 
     pipeline = Pipeline(cfg, output_dir=out)
+    if metrics_port is not None or cfg.trakr.metrics.port is not None:
+        from trakr.metrics import PipelineMetrics, start_metrics_server
+
+        start_metrics_server(cfg, PipelineMetrics(pipeline).registry, port=metrics_port)
     stop = threading.Event()
 
     def _signal(signum, _frame):
@@ -214,6 +219,51 @@ def worker(
     signal.signal(signal.SIGINT, _signal)
     signal.signal(signal.SIGTERM, _signal)
     w.run(max_seconds=duration)
+
+
+@app.command()
+def bench(
+    cameras: str = typer.Option("4", "--cameras", help="Number of sample cameras, or a list for a scaling table: 1,2,4,8,16."),
+    duration: float = typer.Option(20.0, "--duration", help="Seconds of each trakr run."),
+    source: str = typer.Option("rtsp", "--source", help="rtsp (local RTSP server, as in the tests) or file (the clip at its native rate)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Base config whose cameras are cycled as templates; default: the embedded demo."),
+    imgsz: Optional[int] = typer.Option(None, "--imgsz", help="Model input size (overrides the config)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size (overrides the config)."),
+    deadline_ms: Optional[float] = typer.Option(None, "--deadline-ms", help="Batch deadline (overrides the config)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime threads (overrides the config)."),
+    gate: Optional[bool] = typer.Option(None, "--gate/--no-gate", help="Change gate on/off (default: the config's)."),
+    backend: str = typer.Option("onnx", "--backend", help="onnx (in-process) or redis (a private redis-server and --workers trakr workers)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="trakr worker processes for --backend redis."),
+    naive: bool = typer.Option(True, "--naive/--no-naive", help="Also run the naive one-thread loop."),
+    raw: bool = typer.Option(True, "--raw/--no-raw", help="Also measure raw model throughput."),
+    gate_check: bool = typer.Option(False, "--gate-check", help="Gated vs ungated alerts on every frame of the real clip."),
+    capture_check: bool = typer.Option(False, "--capture-check", help="CPU of a 720p/25 fps camera reader vs ffmpeg decode."),
+    warmup: Optional[float] = typer.Option(None, "--warmup", help="Seconds left out of the measurements (default 20%% of --duration, 2-10 s)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of latency, RSS and CPU over time."),
+    json_out: Path = typer.Option(Path("trakr-bench.json"), "--json", help="Where to write the JSON results."),
+    log_level: str = typer.Option("WARNING", "--log-level", help="Log level of the pipeline during the bench."),
+) -> None:
+    """Measure throughput, latency, CPU and memory against the raw model and a naive loop."""
+    from trakr.bench import BenchOptions, parse_cameras, run_bench, tables
+
+    try:
+        counts = parse_cameras(cameras)
+    except ValueError as e:
+        err.print(f"[red]error[/]: {e}")
+        raise typer.Exit(2) from None
+    if source not in ("rtsp", "file") or backend not in ("onnx", "redis"):
+        err.print("[red]error[/]: --source is rtsp or file, --backend is onnx or redis")
+        raise typer.Exit(2)
+    setup_logging(log_level, None)
+    opts = BenchOptions(cameras=counts, duration=duration, warmup=warmup, source=source, config=config, imgsz=imgsz,
+                        batch_size=batch_size, deadline_ms=deadline_ms, threads=threads, gate=gate, backend=backend,
+                        workers=workers, naive=naive, raw=raw, gate_check=gate_check, capture_check=capture_check,
+                        plot=plot, json_path=json_out, command=" ".join(["trakr", *sys.argv[1:]]))
+    result = run_bench(opts, progress=lambda msg: err.print(f"[dim]bench:[/] {msg}", highlight=False))
+    out = console if console.is_terminal else Console(emoji=False, width=150)
+    for t in tables(result):
+        out.print(t)
+    out.print(f"results: {json_out}" + (f", plot: {plot}" if plot else ""))
 
 
 def main() -> None:  # pragma: no cover - console entry point
