@@ -143,6 +143,8 @@ class FakeThingsBoard:
         self.shared: dict[str, dict] = {}
         self._versions: dict[str, int] = {}
         self._changed: dict[str, list[tuple[int, str]]] = {}
+        self.pollers: dict[str, int] = {}
+        """Long-poll requests received per token (counted on arrival)."""
         self.mode = "ok"
         self.error_status = 503
         self.delay_s = 0.0
@@ -210,6 +212,7 @@ class FakeThingsBoard:
     def _long_poll(self, token: str, timeout: float) -> tuple[int, object]:
         deadline = time.monotonic() + timeout
         with self._lock:
+            self.pollers[token] = self.pollers.get(token, 0) + 1
             seen = self._versions.get(token, 0)
             while self._versions.get(token, 0) == seen:
                 left = deadline - time.monotonic()

@@ -1,0 +1,141 @@
+"""The durable outbox and its sender: order, idempotency, disk bound policy, crash leftovers."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from trakr.outbox import OK, REJECT, RETRY, Outbox, Outcome, Sender
+
+
+def _alert(box: Outbox, i: int, pad: int = 0) -> bool:
+    return box.put(f"alert:{i}", "tb:alert", "alert", {"ts": i, "values": {"n": i, "pad": "x" * pad}})
+
+
+def test_put_is_idempotent_and_ordered(tmp_path):
+    box = Outbox(tmp_path)
+    for i in range(5):
+        assert _alert(box, i)
+    assert _alert(box, 3)  # same key: no second row
+    assert [m.key for m in box.pending("tb:alert")] == [f"alert:{i}" for i in range(5)]
+    head = box.head("tb:alert")
+    box.done(head, "sent")
+    assert _alert(box, 0)  # delivered key: still a no-op
+    assert box.outcome("alert:0") == "sent" and box.outcome("alert:1") == "pending"
+    assert box.stats()["backlog"] == 4 and box.stats()["sent.alert"] == 1
+    box.close()
+    reopened = Outbox(tmp_path)  # survives a reopen, including the finished keys
+    assert [m.key for m in reopened.pending()][0] == "alert:1"
+    assert _alert(reopened, 0) and reopened.stats()["backlog"] == 4
+
+
+def test_file_is_written_before_row_and_orphans_are_swept(tmp_path):
+    box = Outbox(tmp_path / "ob")
+    src = tmp_path / "img.jpg"
+    src.write_bytes(b"\xff\xd8jpeg")
+    assert box.put("alert-image:1", "up:alert", "alert_image", {"filename": "img.jpg"}, file=src)
+    m = box.head("up:alert")
+    assert m.read_file() == b"\xff\xd8jpeg" and m.size > 6
+    (box.files / "deadbeef_orphan.jpg").write_bytes(b"left by a crash")  # file without a row
+    (box.files / ".x.tmp").write_bytes(b"half written")
+    box.close()
+    box = Outbox(tmp_path / "ob")
+    assert sorted(p.name for p in box.files.iterdir()) == [m.file.name]
+    box.done(box.head("up:alert"), "sent")
+    assert list(box.files.iterdir()) == [] and src.exists()  # the alert store's own file stays
+
+
+def test_disk_bound_drops_training_first_then_oldest_alerts(tmp_path):
+    box = Outbox(tmp_path, max_bytes=20_000)
+    blob = b"t" * 3000
+    for i in range(4):  # 4 x ~3.5 kB of training images
+        assert box.put(f"train:{i}", "up:train", "training", {"i": i}, data=blob, filename=f"{i}.jpg")
+    for i in range(8):  # 8 x ~1.5 kB of alerts: training must go first
+        assert _alert(box, i, pad=1000)
+    st = box.stats()
+    assert st["bytes"] <= 20_000
+    assert st.get("dropped.training", 0) >= 1 and "dropped.alert" not in st
+    dropped = [f"train:{i}" for i in range(4) if box.outcome(f"train:{i}") == "dropped"]
+    assert dropped == [f"train:{i}" for i in range(len(dropped))]  # oldest first
+    # a new training message that does not fit while only alerts remain is itself dropped
+    for i in range(8, 14):
+        _alert(box, i, pad=1000)
+    assert box.stats()["backlog_by_category"].get("training", 0) == 0
+    assert not box.put("train:new", "up:train", "training", {}, data=b"t" * 5000, filename="n.jpg")
+    assert box.outcome("train:new") == "dropped"
+    # alerts keep arriving: the oldest alerts make room, newest are kept, every drop counted
+    for i in range(14, 40):
+        assert _alert(box, i, pad=1000)
+    st = box.stats()
+    assert st["bytes"] <= 20_000 and st["dropped.alert"] > 0
+    assert box.outcome("alert:39") == "pending" and box.outcome("alert:0") == "dropped"
+    assert st["dropped.training"] == 5
+    assert list(box.files.iterdir()) == []  # files of dropped messages are gone
+    assert not box.put("huge", "tb:alert", "alert", {"x": "y" * 30_000})  # larger than the bound
+
+
+class _Flaky:
+    """Deliver function failing ``fail`` times per channel, then ok; records deliveries."""
+
+    def __init__(self, fail: int = 0, reject: set[str] = frozenset()):
+        self.fail, self.reject = fail, reject
+        self.calls: dict[str, int] = {}
+        self.delivered: list[str] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, m):
+        with self.lock:
+            n = self.calls[m.channel] = self.calls.get(m.channel, 0) + 1
+        if m.key in self.reject:
+            return Outcome(REJECT, "HTTP 400 bad payload")
+        if n <= self.fail:
+            return Outcome(RETRY, "HTTP 503")
+        with self.lock:
+            self.delivered.append(m.key)
+        return Outcome(OK)
+
+
+def _drain(box, timeout=10):
+    deadline = time.monotonic() + timeout
+    while box.stats()["backlog"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return box.stats()["backlog"] == 0
+
+
+def test_sender_retries_in_order_with_backoff_and_skips_rejects(tmp_path):
+    box = Outbox(tmp_path)
+    for i in range(10):
+        _alert(box, i)
+        box.put(f"h:{i}", "tb:health", "health", {"i": i})
+    flaky = _Flaky(fail=3, reject={"alert:4"})
+    sender = Sender(box, flaky, workers=2, retry_min_s=0.02, retry_max_s=0.1)
+    t0 = time.monotonic()
+    sender.start()
+    assert _drain(box)
+    sender.stop()
+    alerts = [k for k in flaky.delivered if k.startswith("alert")]
+    assert alerts == [f"alert:{i}" for i in range(10) if i != 4]  # in order, once each
+    assert [k for k in flaky.delivered if k.startswith("h:")] == [f"h:{i}" for i in range(10)]
+    assert time.monotonic() - t0 >= 0.02 + 0.04 / 2  # backed off between failures
+    st = box.stats()
+    assert st["rejected.alert"] == 1 and st["sent.alert"] == 9 and sender.failures == 6
+
+
+def test_sender_expires_stale_speaker_calls(tmp_path):
+    box = Outbox(tmp_path)
+    box.put("speaker:1", "spk:10.0.0.1", "speaker", {"code": "m:1"})
+    box._db.execute("UPDATE messages SET created = created - 100")
+    flaky = _Flaky()
+    sender = Sender(box, flaky, max_age_s={"speaker": 30})
+    sender.start()
+    assert _drain(box)
+    sender.stop()
+    assert flaky.delivered == [] and box.stats()["expired.speaker"] == 1
+
+
+def test_backoff_is_exponential_with_jitter(tmp_path):
+    s = Sender(Outbox(tmp_path), _Flaky(), retry_min_s=1, retry_max_s=60)
+    for n, d in [(1, 1), (2, 2), (3, 4), (7, 60), (30, 60)]:
+        samples = [s.backoff(n) for _ in range(200)]
+        assert d / 2 <= min(samples) and max(samples) <= d
+        assert max(samples) - min(samples) > d / 10  # jittered
