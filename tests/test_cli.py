@@ -66,3 +66,12 @@ def test_sigterm_stops_cleanly_with_pending_alerts_written(tmp_path, sample_clip
     assert "camera 4 down" in log and log.count("camera 4 down") == 1  # logged once, not per retry
     assert "hunter2" not in log + stderr and "SECRETTOKEN123" not in log + stderr
     assert f"{len(alerts)} alert(s) written" in stdout
+
+
+def test_run_with_a_missing_model_file_says_so(tmp_path):
+    path = tmp_path / "sys.json"
+    path.write_text(json.dumps({"common": {}, "trakr": {"detector": {"model_path": str(tmp_path / "ppe.onnx")}},
+                                "cameras": [{"CameraId": 1, "Address": "0"}]}))
+    r = _run("run", "--config", str(path), "--duration", "1")
+    assert r.returncode == 2
+    assert "trakr.detector: model file not found" in r.stderr and "Traceback" not in r.stderr
