@@ -137,9 +137,15 @@ def run(
     for p in report.problems:
         log.warning("config: %s", redact(str(p)))
 
+    from trakr.detectors import build_detector
     from trakr.pipeline import Pipeline
 
-    pipeline = Pipeline(cfg, output_dir=out)
+    try:
+        detector = build_detector(cfg)
+    except Exception as e:  # a missing model file or an unusable provider: say so, don't trace
+        err.print(f"[red]error[/]: trakr.detector: {escape(redact(e))}")
+        raise typer.Exit(2)
+    pipeline = Pipeline(cfg, detector=detector, output_dir=out)
     if metrics_port is not None or cfg.trakr.metrics.port is not None:
         from trakr.metrics import PipelineMetrics, start_metrics_server
 
@@ -266,7 +272,7 @@ def bench(
     out.print(f"results: {json_out}" + (f", plot: {plot}" if plot else ""))
 
 
-def main() -> None:  # pragma: no cover - console entry point
+def main() -> None:  # console entry point
     app()
 
 
