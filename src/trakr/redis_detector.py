@@ -39,7 +39,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +89,8 @@ class RedisStats:
     max_inflight_seen: int = 0
     bytes_sent: int = 0
     reconnects: int = 0
+    by_worker: dict = field(default_factory=dict)
+    """Results delivered per worker name."""
 
 
 class _Waiter:
@@ -394,6 +396,7 @@ class RedisDetector(Detector):
                 return
             self._remember(result.batch_id, True)
             self.stats.results += 1
+            self.stats.by_worker[result.worker] = self.stats.by_worker.get(result.worker, 0) + 1
             waiter.result = result
         waiter.event.set()
 

@@ -114,6 +114,7 @@ class Worker:
         except redis.exceptions.ResponseError as e:
             if "BUSYGROUP" not in str(e):
                 raise
+        self.redis.xgroup_createconsumer(o.frames_stream, o.group, self.name)  # visible in XINFO at once
         self.redis.hset(models_key(o.frames_stream), self.model_id, json.dumps(self.model.class_names))
         t0 = time.time()
         sec, usec = self.redis.time()
