@@ -227,8 +227,26 @@ def worker(
     w.run(max_seconds=duration)
 
 
+def _command_line(ctx: typer.Context) -> str:
+    """The command as typed, rebuilt from the options that were given (for result files)."""
+    import shlex
+
+    parts = ["trakr", ctx.info_name or ""]
+    for p in ctx.command.params:
+        source = ctx.get_parameter_source(p.name)
+        if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
+            continue
+        value = ctx.params.get(p.name)
+        if getattr(p, "is_flag", False) or isinstance(value, bool):
+            parts.append(p.opts[0] if value or not p.secondary_opts else p.secondary_opts[0])
+        else:
+            parts += [p.opts[0], shlex.quote(str(value))]
+    return " ".join(x for x in parts if x)
+
+
 @app.command()
 def bench(
+    ctx: typer.Context,
     cameras: str = typer.Option("4", "--cameras", help="Number of sample cameras, or a list for a scaling table: 1,2,4,8,16."),
     duration: float = typer.Option(20.0, "--duration", help="Seconds of each trakr run."),
     source: str = typer.Option("rtsp", "--source", help="rtsp (local RTSP server, as in the tests) or file (the clip at its native rate)."),
@@ -241,7 +259,9 @@ def bench(
     backend: str = typer.Option("onnx", "--backend", help="onnx (in-process) or redis (a private redis-server and --workers trakr workers)."),
     workers: int = typer.Option(1, "--workers", min=1, help="trakr worker processes for --backend redis."),
     naive: bool = typer.Option(True, "--naive/--no-naive", help="Also run the naive one-thread loop."),
+    naive_duration: Optional[float] = typer.Option(None, "--naive-duration", help="Seconds of the naive loop (default half of --duration, 3-10 s)."),
     raw: bool = typer.Option(True, "--raw/--no-raw", help="Also measure raw model throughput."),
+    raw_seconds: float = typer.Option(1.5, "--raw-seconds", help="Seconds per batch size of the raw model measurement."),
     gate_check: bool = typer.Option(False, "--gate-check", help="Gated vs ungated alerts on every frame of the real clip."),
     capture_check: bool = typer.Option(False, "--capture-check", help="CPU of a 720p/25 fps camera reader vs ffmpeg decode."),
     warmup: Optional[float] = typer.Option(None, "--warmup", help="Seconds left out of the measurements (default 20%% of --duration, 2-10 s)."),
@@ -263,8 +283,8 @@ def bench(
     setup_logging(log_level, None)
     opts = BenchOptions(cameras=counts, duration=duration, warmup=warmup, source=source, config=config, imgsz=imgsz,
                         batch_size=batch_size, deadline_ms=deadline_ms, threads=threads, gate=gate, backend=backend,
-                        workers=workers, naive=naive, raw=raw, gate_check=gate_check, capture_check=capture_check,
-                        plot=plot, json_path=json_out, command=" ".join(["trakr", *sys.argv[1:]]))
+                        workers=workers, naive=naive, naive_duration=naive_duration, raw=raw, raw_seconds=raw_seconds, gate_check=gate_check, capture_check=capture_check,
+                        plot=plot, json_path=json_out, command=_command_line(ctx))
     result = run_bench(opts, progress=lambda msg: err.print(f"[dim]bench:[/] {msg}", highlight=False))
     out = console if console.is_terminal else Console(emoji=False, width=150)
     for t in tables(result):
