@@ -205,6 +205,33 @@ def test_run_redis_option_switches_the_backend():
     assert cfg.trakr.detector.backend == "onnx"
 
 
+def test_worker_merges_clients_batches_skips_expired_and_answers_bad_requests(redis_server, clip_frames):
+    from trakr.detector import letterbox
+    from trakr.worker import Worker
+
+    url = redis_server.url(5)
+    r = redis.Redis.from_url(url)
+    boxed = [letterbox(f, IMGSZ)[0] for f in clip_frames[:2]]
+    for c in ("a", "b", "c"):  # three clients, two frames each: one model run of 6 at batch 8
+        r.xadd("trakr:frames", encode_request(f"{c}:0", f"res:{c}", boxed, "jpeg", 0.35, 0.5, 60000))
+    r.xadd("trakr:frames", encode_request("old:0", "res:old", boxed, "jpeg", 0.35, 0.5, 1))  # expired
+    r.xadd("trakr:frames", {**encode_request("new:0", "res:new", boxed, "raw", 0.35, 0.5, 0), "v": "9"})
+    time.sleep(0.05)
+    w = Worker(url, imgsz=IMGSZ, batch=8, threads=1, name="inproc")
+    w.run(max_seconds=1.5)
+    assert (w.stats.runs, w.stats.requests, w.stats.frames, w.stats.expired, w.stats.errors) == (1, 3, 6, 1, 1)
+    for c in ("a", "b", "c"):
+        (_, fields), = r.xrange(f"res:{c}")
+        res = decode_result(fields)
+        assert res.status == "ok" and res.worker == "inproc" and len(res.detections) == 2
+        assert len(res.detections[0]) > 0 and res.detections[0][:, :4].max() <= IMGSZ
+    assert r.xlen("res:old") == 0
+    (_, fields), = r.xrange("res:new")
+    assert decode_result(fields).status == "error" and b"version" in fields[b"error"]
+    assert r.xlen("trakr:frames") == 0 and r.xpending("trakr:frames", "trakr-workers")["pending"] == 0
+    assert 0 < r.ttl("res:a") <= 3600
+
+
 # --------------------------------------------------------------------------- round trip
 
 

@@ -308,7 +308,7 @@ class RedisOptions(_Options):
     client_id: str | None = Field(None, description="Name of this client's result stream; default host-pid-random.")
     max_inflight: int = Field(2, ge=1, le=64, description="Most batches this client has sent and not yet got back.")
     result_timeout_s: float = Field(5.0, gt=0, description="Wait this long for a batch's result before giving it up.")
-    visibility_timeout_s: float = Field(10.0, gt=0, description="Workers reclaim a batch left unacked this long (XAUTOCLAIM).")
+    visibility_timeout_s: float = Field(2.0, gt=0, description="Workers reclaim a batch left unacked this long (XAUTOCLAIM); < result_timeout_s.")
     frames_maxlen: int = Field(256, ge=8, description="Approximate cap of the frames stream (XADD MAXLEN ~).")
     results_maxlen: int = Field(256, ge=8, description="Approximate cap of each result stream (XADD MAXLEN ~).")
     results_ttl_s: float = Field(3600.0, gt=0, description="A result stream nobody writes to expires after this long.")

@@ -52,7 +52,8 @@ from trakr.redis_protocol import Result, decode_result, encode_frame, encode_req
 
 log = logging.getLogger(__name__)
 
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+REDIS_ERRORS = (redis.exceptions.RedisError,)
+"""Any failed Redis call (connection lost, timeout, garbage on the socket, server-side error)."""
 _BLOCK_MS = 1000
 
 

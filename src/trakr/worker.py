@@ -138,6 +138,12 @@ class Worker:
                         log.warning("redis reachable again after %.1fs", time.monotonic() - down_since)
                     down_since, delay = None, 0.1
                 self._step()
+            except redis.exceptions.ResponseError as e:
+                ready = False
+                if "NOGROUP" in str(e):  # Redis restarted empty, or the stream was deleted
+                    continue
+                log.error("redis error: %s", e)
+                self._stop.wait(1.0)
             except REDIS_ERRORS as e:
                 if down_since is None:
                     down_since = time.monotonic()
@@ -145,11 +151,8 @@ class Worker:
                 ready = False
                 self._stop.wait(delay)
                 delay = min(delay * 2, 2.0)
-            except redis.exceptions.ResponseError as e:
-                if "NOGROUP" in str(e):  # Redis restarted empty, or the stream was deleted
-                    ready = False
-                    continue
-                log.error("redis error: %s", e)
+            except Exception:  # a bug must not end the worker; unacked batches are reclaimed later
+                log.exception("worker loop failed")
                 self._stop.wait(1.0)
         log.info("worker %s stopped: %s", self.name, self.stats)
 
@@ -224,7 +227,22 @@ class Worker:
             self._serve_group(group)
 
     def _serve_group(self, group: list[tuple[str, Request]]) -> None:
-        frames = [f for _, req in group for f in req.frames]
+        """Requests of one frame size: packed whole into model runs of at most ``batch`` frames
+        (a request bigger than ``batch`` is split), each run answered as soon as it is done."""
+        chunk: list[tuple[str, Request]] = []
+        n = 0
+        for item in group:
+            k = len(item[1].frames)
+            if chunk and n + k > self.batch:
+                self._run_chunk(chunk)
+                chunk, n = [], 0
+            chunk.append(item)
+            n += k
+        if chunk:
+            self._run_chunk(chunk)
+
+    def _run_chunk(self, chunk: list[tuple[str, Request]]) -> None:
+        frames = [f for _, req in chunk for f in req.frames]
         try:
             if self.delay_ms:
                 time.sleep(self.delay_ms / 1000)
@@ -237,13 +255,13 @@ class Worker:
             infer_s = time.perf_counter() - t0
         except Exception as e:
             log.exception("model run failed")
-            self.stats.errors += len(group)
-            for entry_id, req in group:
+            self.stats.errors += len(chunk)
+            for entry_id, req in chunk:
                 self._finish(entry_id, req.reply, encode_error(req.batch_id, f"model run failed: {e}", worker=self.name))
             return
         self.stats.infer_s += infer_s
         k = 0
-        for entry_id, req in group:
+        for entry_id, req in chunk:
             n = len(req.frames)
             h, w = req.size
             ident = [Letterbox(1.0, (0.0, 0.0), (w, h))] * n
