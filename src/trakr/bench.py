@@ -215,7 +215,8 @@ def load_frames(n: int = 32, stride: int = 7) -> list[np.ndarray]:
 
 
 class _CpuMeter:
-    """CPU seconds of this process (and optional others) and of the whole machine."""
+    """CPU seconds of this process, of its helpers (RTSP server, redis-server, trakr workers) and of
+    the whole machine (``other_cpu_percent``: everything else running on the box meanwhile)."""
 
     def __init__(self, extra_pids: list[int] = ()):
         self.proc = psutil.Process()
@@ -247,7 +248,7 @@ class _CpuMeter:
         machine = (busy(s1) - busy(self.s0)) / dt
         own = (self._own() - self.c0) / dt
         extra = (self._extra() - self.e0) / dt
-        return {"process_cpu_percent": round(own * 100, 1), "server_cpu_percent": round(extra * 100, 1),
+        return {"process_cpu_percent": round(own * 100, 1), "helper_cpu_percent": round(extra * 100, 1),
                 "machine_cpu_percent": round(machine * 100, 1),
                 "other_cpu_percent": round(max(0.0, machine - own - extra) * 100, 1),
                 "cores": psutil.cpu_count()}
@@ -288,7 +289,7 @@ def measure_raw(detector, frames: list[np.ndarray], batch_sizes: list[int], seco
 # ------------------------------------------------------------------------------------ trakr run
 
 def run_trakr(cfg: SysConfig, duration: float, warmup: float, output_dir: Path,
-              server_pid: int | None = None, detector=None) -> dict:
+              helper_pids: list[int] = (), detector=None) -> dict:
     """Run the real pipeline for ``duration`` s; measure the window after ``warmup`` s."""
     from trakr.pipeline import BatchResult, Pipeline
 
@@ -349,7 +350,7 @@ def run_trakr(cfg: SysConfig, duration: float, warmup: float, output_dir: Path,
     try:
         time.sleep(warmup)
         a = snap()
-        meter = _CpuMeter([server_pid] if server_pid else [])
+        meter = _CpuMeter(list(helper_pids))
         time.sleep(max(0.5, duration - warmup))
         b = snap()
         cpu = meter.read()
@@ -420,7 +421,7 @@ def run_trakr(cfg: SysConfig, duration: float, warmup: float, output_dir: Path,
 # ------------------------------------------------------------------------------------ naive loop
 
 def run_naive(addresses: list[str], detector, duration: float, realtime_files: bool = True,
-              server_pid: int | None = None) -> dict:
+              helper_pids: list[int] = ()) -> dict:
     """One thread: read each camera in turn, ``detector.detect([frame])`` on every frame.
 
     Latency of a frame = time its result is ready - its stream time (first frame's wall time +
@@ -435,7 +436,7 @@ def run_naive(addresses: list[str], detector, duration: float, realtime_files: b
     is_file = ["://" not in a for a in addresses]
     lats: list[tuple[float, float]] = []
     n = 0
-    meter = _CpuMeter([server_pid] if server_pid else [])
+    meter = _CpuMeter(list(helper_pids))
     t0 = time.monotonic()
     t_end = t0 + duration
     while time.monotonic() < t_end:
@@ -748,6 +749,7 @@ def redis_backend(workers: int, imgsz: int, threads: int | None = None) -> Itera
             r["max_inflight"] = max(2, workers)
             tr.setdefault("batch", {})["max_inflight"] = max(1, workers)
 
+        patch.pids = [p.pid for p in procs]  # type: ignore[attr-defined]
         yield patch
     finally:
         for p in reversed(procs):
@@ -836,8 +838,8 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
                 progress(f"{n} camera(s): trakr pipeline for {opts.duration:g}s "
                          f"({opts.source}, imgsz {cfg.trakr.detector.imgsz}, batch {cfg.common.batch_size}, "
                          f"gate {'on' if cfg.trakr.gate.enabled else 'off'}, backend {cfg.trakr.detector.backend})")
-                pid = server.pid if server is not None else None
-                trakr_res = run_trakr(cfg, opts.duration, warmup, Path(out), pid)
+                pids = ([server.pid] if server is not None and server.pid else []) + list(getattr(patch, "pids", []))
+                trakr_res = run_trakr(cfg, opts.duration, warmup, Path(out), pids)
                 if opts.raw and raw_res is None:
                     progress("raw model throughput (detector alone, preloaded frames)")
                     det = local_detector(cfg)
@@ -853,7 +855,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
                     progress(f"{n} camera(s): naive loop for {nd:g}s")
                     det = local_detector(cfg)
                     try:
-                        run["naive"] = run_naive(addresses, det, nd, server_pid=pid)
+                        run["naive"] = run_naive(addresses, det, nd, helper_pids=pids[:1] if server else [])
                     finally:
                         det.close()
                 ratios = {}
@@ -946,14 +948,15 @@ def tables(result: dict) -> list:
         out.append(tab)
     summ = Table(title="trakr: " + ("scaling" if len(result["runs"]) > 1 else "summary"))
     for col in ("cameras", "capture fps", "analysed fps", "batch fill", "model ms/frame", "detector busy",
-                "p50 ms", "p99 ms", "CPU %", "peak RSS MB", "slot drops"):
+                "p50 ms", "p99 ms", "CPU %", "helpers CPU %", "peak RSS MB", "slot drops"):
         summ.add_column(col, justify="right")
     for run in result["runs"]:
         t = run["trakr"]
         summ.add_row(str(run["cameras"]), _f(t["capture_fps"]), _f(t["analysed_fps"]), _f(t["batch_fill"], "{:.0%}"),
                      _f(t["model_ms_per_frame"]), _f(t["detector_busy"], "{:.0%}"),
                      _f(t["latency_ms"]["p50"], "{:.0f}"), _f(t["latency_ms"]["p99"], "{:.0f}"),
-                     _f(t["process_cpu_percent"], "{:.0f}"), _f(t["rss_peak_mb"], "{:.0f}"),
+                     _f(t["process_cpu_percent"], "{:.0f}"), _f(t["helper_cpu_percent"], "{:.0f}"),
+                     _f(t["rss_peak_mb"], "{:.0f}"),
                      _f(t["drop_rate"], "{:.0%}"))
     out.append(summ)
     raw = result.get("raw")
