@@ -133,6 +133,9 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     fake: FakeThingsBoard
 
+    def handle_error(self, request, client_address):  # clients hanging up mid-request: not news
+        pass
+
 
 class FakeThingsBoard:
     """The fake server; use as a context manager or start()/stop()."""
@@ -145,6 +148,8 @@ class FakeThingsBoard:
         self._changed: dict[str, list[tuple[int, str]]] = {}
         self.pollers: dict[str, int] = {}
         """Long-poll requests received per token (counted on arrival)."""
+        self.waiting: dict[str, int] = {}
+        """Long-poll requests of each token waiting right now."""
         self.mode = "ok"
         self.error_status = 503
         self.delay_s = 0.0
@@ -213,14 +218,18 @@ class FakeThingsBoard:
         deadline = time.monotonic() + timeout
         with self._lock:
             self.pollers[token] = self.pollers.get(token, 0) + 1
-            seen = self._versions.get(token, 0)
-            while self._versions.get(token, 0) == seen:
-                left = deadline - time.monotonic()
-                if left <= 0 or self._server is None:
-                    return 408, None
-                self._lock.wait(left)
-            keys = {k for v, k in self._changed.get(token, []) if v > seen}
-            return 200, {k: self.shared[token][k] for k in keys}
+            self.waiting[token] = self.waiting.get(token, 0) + 1
+            try:
+                seen = self._versions.get(token, 0)
+                while self._versions.get(token, 0) == seen:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or self._server is None:
+                        return 408, None
+                    self._lock.wait(left)
+                keys = {k for v, k in self._changed.get(token, []) if v > seen}
+                return 200, {k: self.shared[token][k] for k in keys}
+            finally:
+                self.waiting[token] -= 1
 
     # -- inspection ------------------------------------------------------------------------------
     def received(self, kind: str | None = None, token: str | None = None, ok_only: bool = True) -> list[Request]:

@@ -136,7 +136,7 @@ if mode == "drain":
     deadline = time.time() + 20
     while cloud.outbox.stats()["backlog"] and time.time() < deadline:
         time.sleep(0.05)
-    print("backlog", cloud.outbox.stats()["backlog"], flush=True)
+    print("backlog", cloud.outbox.stats()["backlog"], "reconciled", cloud.reconciled, flush=True)
     cloud.stop()
     sys.exit(0)
 store = AlertStore(out, sinks=[cloud.enqueue_alert])
@@ -174,6 +174,7 @@ def test_kill_9_with_backlog_then_restart_delivers_everything_once(fake, tmp_pat
     drain = subprocess.run([sys.executable, str(script), str(cfg_path), str(out), "drain", src],
                            capture_output=True, text=True, timeout=60)
     assert "backlog 0" in drain.stdout, drain.stderr[-2000:]
+    print(drain.stdout)
     delivered = [v["alert_id"] for v in fake.telemetry_values(TOK["alert"])]
     assert sorted(delivered) == written  # nothing lost, nothing duplicated
     uploaded = [u.fields["alert_id"] for u in fake.received("upload")]
@@ -231,7 +232,7 @@ def test_config_push_new_roi_takes_effect_invalid_is_rejected(fake, tmp_path, sa
     link = attach(pipeline, pipeline.config, config_path=path, cloud_config=True)
     pipeline.start()
     try:
-        assert fake.wait_for(lambda: fake.pollers.get(TOK["attr"], 0) >= 1, 5)
+        assert fake.wait_for(lambda: fake.waiting.get(TOK["attr"], 0) >= 1, 5)
         time.sleep(0.5)
         assert pipeline.stats.frames_analysed > 0 and not fake.telemetry_values(TOK["alert"])
         new = json.loads(json.dumps(raw))
@@ -250,8 +251,7 @@ def test_config_push_new_roi_takes_effect_invalid_is_rejected(fake, tmp_path, sa
         bad = json.loads(json.dumps(new))
         bad["common"]["config_version"] = "3"
         bad["cameras"][0]["CamDelay"] = -5
-        n_polls = fake.pollers[TOK["attr"]]
-        assert fake.wait_for(lambda: fake.pollers[TOK["attr"]] > n_polls, 5)
+        assert fake.wait_for(lambda: fake.waiting.get(TOK["attr"], 0) >= 1, 5)
         fake.set_shared(TOK["attr"], "sysconfig", bad)
         assert fake.wait_for(lambda: any(r.body.get("config_status") == "rejected"
                                          for r in fake.received("attributes", TOK["attr"])), 10)
@@ -436,3 +436,33 @@ def test_outbox_is_reused_across_restarts(tmp_path, fake):
     cloud.enqueue_alert(make_alert(0), tmp_path)
     cloud.stop()
     assert Outbox(tmp_path / "outbox").stats()["backlog"] == 1
+
+
+def test_trakr_run_cloud_config_fetches_and_delivers(fake, tmp_path, sample_clip):
+    """The real ``trakr run --cloud_config 1``: newer config fetched and saved, alerts delivered."""
+    cams = [{"CameraId": 3, "CamName": "street", "Address": str(sample_clip), "Detection": "person",
+             "CamDelay": 0.5, "alert_time_pause": 1}]
+    local = cloud_raw(fake, version="1", cameras=cams, detector={"imgsz": 320, "threads": 1},
+                      cloud={"long_poll_s": 2, "http_timeout_s": 3})
+    local["common"]["enableTraining"] = False
+    path = tmp_path / "sysconfig.json"
+    path.write_text(json.dumps(local))
+    newer = json.loads(json.dumps(local))
+    newer["common"]["config_version"] = "5"
+    newer["cameras"][0]["CamName"] = "street-renamed"
+    fake.set_shared(TOK["attr"], "sysconfig", newer)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "trakr.cli", "run", "--config", str(path), "--cloud_config", "1",
+                           "--duration", "4", "--output", str(out)], capture_output=True, text=True, timeout=90,
+                          env={**os.environ, "PYTHONPATH": str(HERE.parent / "src")})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(path.read_text())["common"]["config_version"] == "5"
+    written = sorted(json.loads(p.read_text())["alert_id"] for p in out.glob("alerts/*/*.json"))
+    assert written, proc.stdout[-2000:]
+    delivered = [v for v in fake.telemetry_values(TOK["alert"])]
+    assert sorted(v["alert_id"] for v in delivered) == written
+    assert {v["camera_name"] for v in delivered} == {"street-renamed"}
+    assert "outbox: 0 message(s) pending" in proc.stdout
+    assert any(r.kind == "updates" for r in fake.requests)  # the long-poll ran
+    for token in TOK.values():
+        assert token not in proc.stdout + proc.stderr

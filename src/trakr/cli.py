@@ -119,9 +119,15 @@ def run(
     log_level: Optional[str] = typer.Option(None, help="Override LoggingLevel."),
     redis_url: Optional[str] = typer.Option(None, "--redis", help="redis://host:port/db: run the model on 'trakr worker' processes."),
     metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="Serve Prometheus /metrics on this port (overrides trakr.metrics.port)."),
+    cloud_config: int = typer.Option(0, "--cloud_config", "--cloud-config", min=0, max=1, help="1: fetch the config from cloud_status_ip at start and apply configs pushed while running; 0: local file only."),
 ) -> None:
     """Run the pipeline until Ctrl-C / SIGTERM (or --duration); alerts land in the output directory."""
-    report = _load(config, sample_cameras)
+    if config is not None:  # local file (or its .last-good copy), updated from the cloud with --cloud_config 1
+        from trakr.cloud import startup_config
+
+        report = startup_config(config, bool(cloud_config), "sample_cameras" if sample_cameras else "cameras")
+    else:
+        report = _load(config, sample_cameras)
     if not report.ok:
         _print_problems(report)
         err.print(f"[red]refusing to run[/]: {len(report.errors)} config error(s)")
@@ -158,14 +164,22 @@ def run(
 
     signal.signal(signal.SIGINT, _signal)
     signal.signal(signal.SIGTERM, _signal)
+    from trakr.cloud import attach
+
+    link = attach(pipeline, cfg, config_path=config, cloud_config=bool(cloud_config) and config is not None)
     t0 = time.monotonic()
     pipeline.start()
     try:
         stop.wait(duration)
     finally:
         pipeline.stop()
+        link.stop()
     console.print(status_table(pipeline, time.monotonic() - t0))
     console.print(f"{pipeline.stats.alerts} alert(s) written under {out}/alerts")
+    ob = link.last_stats
+    console.print(f"outbox: {ob['backlog']} message(s) pending, {ob['bytes'] / 1e6:.1f} MB; "
+                  f"sent {sum(v for k, v in ob.items() if k.startswith('sent.'))}, "
+                  f"dropped {sum(v for k, v in ob.items() if k.startswith('dropped.'))}")
 
 
 def status_table(pipeline, elapsed: float) -> Table:

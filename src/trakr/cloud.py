@@ -206,7 +206,7 @@ class ConfigSync:
         self._stop.set()
         self.http.close()  # aborts a long-poll in progress
         if self._thread is not None:
-            self._thread.join(2.0)
+            self._thread.join(1.0)
 
     def _loop(self) -> None:
         backoff = 1.0
@@ -315,6 +315,8 @@ class Cloud:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.alerts_queued = 0
+        self.reconciled = 0
+        self.last_stats: dict = {}
 
     # -- config ---------------------------------------------------------------------------------
     def apply_config(self, new: SysConfig) -> None:
@@ -498,7 +500,7 @@ class Cloud:
         return n
 
     def start(self) -> None:
-        self.reconcile()
+        self.reconciled = self.reconcile()
         self.sender.start()
         t = threading.Thread(target=self._health_loop, name="cloud-health", daemon=True)
         t.start()
@@ -509,8 +511,15 @@ class Cloud:
         log.info("cloud: outbox %s, backlog %d message(s), %.1f/%.0f MB", self.outbox.dir, st["backlog"],
                  st["bytes"] / 1e6, st["max_bytes"] / 1e6)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop threads; pending messages stay in the outbox for the next start."""
+    def stop(self, timeout: float = 5.0, drain_s: float = 2.0) -> None:
+        """Stop threads; pending messages stay in the outbox for the next start. While the cloud
+        answers, waits up to ``drain_s`` for the backlog to empty first."""
+        if self._stop.is_set():
+            return
+        deadline = time.monotonic() + drain_s
+        while time.monotonic() < deadline and self.outbox.stats()["backlog"] and \
+                not any(s["failures"] for s in self.sender.lane_state().values()):
+            time.sleep(0.05)
         self._stop.set()
         if self.config_sync is not None:
             self.config_sync.stop()
@@ -520,6 +529,7 @@ class Cloud:
         if self.mqtt is not None:
             self.mqtt.close()
         self.http.close()
+        self.last_stats = self.outbox.stats()
         self.outbox.close()
 
     def stats(self) -> dict:
