@@ -270,8 +270,9 @@ class RedisDetector(Detector):
                 self.stats.redis_errors += 1
                 self._failure()
                 raise
-            self.stats.sent += 1
-            self.stats.bytes_sent += sum(len(b) for b in blobs)
+            with self._lock:
+                self.stats.sent += 1
+                self.stats.bytes_sent += sum(len(b) for b in blobs)
             if not waiter.event.wait(o.result_timeout_s):
                 self._give_up(batch_id, entry_id)
                 if waiter.result is None:
