@@ -173,12 +173,11 @@ def test_kill_9_with_backlog_then_restart_delivers_everything_once(fake, tmp_pat
     fake.mode = "ok"
     drain = subprocess.run([sys.executable, str(script), str(cfg_path), str(out), "drain", src],
                            capture_output=True, text=True, timeout=60)
-    assert "backlog 0" in drain.stdout, drain.stderr[-2000:]
-    print(drain.stdout)
+    assert "backlog 0" in drain.stdout, drain.stdout + drain.stderr[-2000:]
     delivered = [v["alert_id"] for v in fake.telemetry_values(TOK["alert"])]
-    assert sorted(delivered) == written  # nothing lost, nothing duplicated
+    assert sorted(delivered) == written, drain.stdout  # nothing lost, nothing duplicated
     uploaded = [u.fields["alert_id"] for u in fake.received("upload")]
-    assert sorted(uploaded) == written
+    assert sorted(uploaded) == written, drain.stdout
     assert list((out / "outbox" / "files").iterdir()) == []
 
 
@@ -466,3 +465,24 @@ def test_trakr_run_cloud_config_fetches_and_delivers(fake, tmp_path, sample_clip
     assert any(r.kind == "updates" for r in fake.requests)  # the long-poll ran
     for token in TOK.values():
         assert token not in proc.stdout + proc.stderr
+
+
+def test_reconcile_queues_what_a_crash_left_out(fake, tmp_path):
+    cfg = config_of(cloud_raw(fake))
+    store = AlertStore(tmp_path)  # records written, sinks never called: a crash right after
+    a = store.save(make_alert(0), IMAGE, DETS)
+    b = store.save(make_alert(1, roi="ROI1"), IMAGE, DETS)
+    c = store.save(make_alert(2), IMAGE, DETS)
+    box = Outbox(tmp_path / "outbox")  # b's telemetry made it into the outbox, its image did not
+    box.put(f"alert:{b.alert_id}", "tb:alert", "alert", {"ts": 1, "values": {"alert_id": b.alert_id}})
+    box.put(f"alert:{c.alert_id}", "tb:alert", "alert", {"ts": 1, "values": {"alert_id": c.alert_id}})
+    box.put(f"alert-image:{c.alert_id}", "up:alert", "alert_image", {"filename": "x", "fields": {}}, data=b"x")
+    box.close()
+    fake.refuse()
+    cloud = Cloud(cfg, tmp_path)
+    assert cloud.reconcile() == 2 and cloud.reconcile() == 0
+    keys = {m.key for m in cloud.outbox.pending()}
+    assert keys == {f"alert:{a.alert_id}", f"alert-image:{a.alert_id}", f"alert:{b.alert_id}",
+                    f"alert-image:{b.alert_id}", f"roi:{b.alert_id}", f"alert:{c.alert_id}",
+                    f"alert-image:{c.alert_id}"}
+    cloud.stop(drain_s=0)

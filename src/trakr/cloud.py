@@ -491,8 +491,9 @@ class Cloud:
                     alert = Alert.from_json(json.loads(rec.read_text()))
                 except (ValueError, KeyError, TypeError):
                     continue
-                if self.outbox.outcome(f"alert:{alert.alert_id}") is None and \
-                        self.outbox.outcome(f"alert-image:{alert.alert_id}") is None:
+                keys = [f"alert:{alert.alert_id}", f"alert-image:{alert.alert_id}"] + \
+                    ([f"roi:{alert.alert_id}"] if alert.roi else [])
+                if any(self.outbox.outcome(k) is None for k in keys):  # put() skips the known ones
                     self.enqueue_alert(alert, self.output_dir)
                     n += 1
         if n:
