@@ -483,8 +483,13 @@ def run_naive(addresses: list[str], detector, duration: float, realtime_files: b
 
 # ------------------------------------------------------------------------------------ gate check
 
-def gate_check(base: dict, opts: BenchOptions, detector=None, max_frames: int | None = None) -> dict:
-    """Gated vs ungated on every frame of the real clip: same frames, same detections."""
+def gate_check(base: dict, opts: BenchOptions, detector=None, max_frames: int | None = None,
+               sweep_area: tuple[float, ...] = (0.02, 0.03, 0.05)) -> dict:
+    """Gated vs ungated on every frame of the real clip: same frames, same detections.
+
+    ``sweep_area``: other ``area_threshold`` values compared the same way (skipped fraction and
+    missed alerts), to show what a busier-scene setting would cost.
+    """
     from trakr.alerts import AlertPolicy
     from trakr.frame import Frame
     from trakr.gate import ChangeGate
@@ -513,52 +518,70 @@ def gate_check(base: dict, opts: BenchOptions, detector=None, max_frames: int | 
     t0 = 1_700_000_000.0
     gate_opts = cfg.trakr.gate.model_dump()
     gate_opts["enabled"] = True
-    arms = {}
-    for arm in ("ungated", "gated"):
-        gate = ChangeGate(**gate_opts) if arm == "gated" else None
+    pause = {c.camera_id: c.alert_time_pause for c in cfg.cameras}
+
+    def arm(gate_kw: dict | None) -> dict:
+        gate = ChangeGate(**gate_kw) if gate_kw else None
         rules = {c.camera_id: CameraRules(c, roi_enabled=cfg.common.roi_en) for c in cfg.cameras}
-        policy = AlertPolicy({c.camera_id: c.alert_time_pause for c in cfg.cameras},
+        policy = AlertPolicy(dict(pause),
                              {c.camera_id: bool(cfg.common.enable_alert and c.alert_en) for c in cfg.cameras})
         alerts, analysed = [], 0
         for i, (img, d) in enumerate(zip(images, dets)):
             t = t0 + i / fps
-            passed_any = False
             for cam in cfg.cameras:
                 if gate is not None and not gate.check(Frame(cam.camera_id, img, t, i)):
                     continue
-                passed_any = True
                 analysed += 1
                 for v in rules[cam.camera_id].evaluate((img.shape[1], img.shape[0]), d):
                     if policy.allow(v, t):
                         alerts.append((cam.camera_id, v.roi, v.violation, round(t - t0, 2)))
-        arms[arm] = {"analysed": analysed, "alerts": alerts,
-                     "gate": {str(k): asdict(s) | {"pass_rate": round(s.pass_rate, 3)}
-                              for k, s in (gate.stats.items() if gate else [])}}
-    pause = {c.camera_id: c.alert_time_pause for c in cfg.cameras}
+        return {"analysed": analysed, "alerts": alerts,
+                "gate": {str(k): asdict(s) | {"pass_rate": round(s.pass_rate, 3)}
+                         for k, s in (gate.stats.items() if gate else [])}}
 
     def matched(a, pool) -> bool:
         return any(g[:3] == a[:3] and abs(g[3] - a[3]) <= pause[a[0]] for g in pool)
 
-    ungated, gated = arms["ungated"]["alerts"], arms["gated"]["alerts"]
-    missed = [a for a in ungated if not matched(a, gated)]
-    extra = [g for g in gated if not matched(g, ungated)]
-    person = lambda lst: [a for a in lst if a[2] == "person"]  # noqa: E731
-    seen = arms["ungated"]["analysed"]
-    skipped = 1 - arms["gated"]["analysed"] / seen if seen else None
+    def person(lst):
+        return [a for a in lst if a[2] == "person"]
+
+    ungated_arm = arm(None)
+    ungated = ungated_arm["alerts"]
+    seen = ungated_arm["analysed"]
+
+    def compare(gated_arm: dict) -> dict:
+        gated = gated_arm["alerts"]
+        missed = [a for a in ungated if not matched(a, gated)]
+        skipped = 1 - gated_arm["analysed"] / seen if seen else None
+        return {"skipped_fraction": _r(skipped, 3), "frames_analysed": gated_arm["analysed"],
+                "alerts": len(gated), "person_alerts": len(person(gated)), "missed": len(missed),
+                "person_missed": len(person(missed)), "missed_alerts": [list(a) for a in missed],
+                "extra_alerts": [list(g) for g in gated if not matched(g, ungated)],
+                "target_met": bool(skipped is not None and skipped >= 0.5 and not person(missed))}
+
+    gated_arm = arm(gate_opts)
+    main = compare(gated_arm)
+    sweep = []
+    for area in sweep_area or ():
+        if area == gate_opts["area_threshold"]:
+            continue
+        r = compare(arm({**gate_opts, "area_threshold": area}))
+        sweep.append({"area_threshold": area, **{k: v for k, v in r.items() if k not in ("missed_alerts", "extra_alerts")}})
     return {
         "clip": Path(clip).name, "frames": len(images), "fps": fps, "cameras": len(cfg.cameras),
         "imgsz": cfg.trakr.detector.imgsz, "gate_options": gate_opts,
         "detect_seconds": round(t_det, 1),
-        "frames_analysed": {"ungated": seen, "gated": arms["gated"]["analysed"]},
-        "skipped_fraction": _r(skipped, 3),
-        "alerts": {"ungated": len(ungated), "gated": len(gated)},
-        "person_alerts": {"ungated": len(person(ungated)), "gated": len(person(gated)),
-                          "missed": len(person(missed))},
-        "missed": [list(a) for a in missed], "extra": [list(a) for a in extra],
+        "frames_analysed": {"ungated": seen, "gated": main["frames_analysed"]},
+        "skipped_fraction": main["skipped_fraction"],
+        "alerts": {"ungated": len(ungated), "gated": main["alerts"]},
+        "person_alerts": {"ungated": len(person(ungated)), "gated": main["person_alerts"],
+                          "missed": main["person_missed"]},
+        "missed": main["missed_alerts"], "extra": main["extra_alerts"],
         "matching": "an ungated alert is matched by a gated alert of the same camera, ROI and violation "
                     "within the camera's alert_time_pause (stream time)",
-        "gate_stats": arms["gated"]["gate"],
-        "target_met": bool(skipped is not None and skipped >= 0.5 and not person(missed)),
+        "gate_stats": gated_arm["gate"],
+        "target_met": main["target_met"],
+        "sweep": sweep,
     }
 
 
@@ -988,12 +1011,18 @@ def tables(result: dict) -> list:
     g = result.get("gate_check")
     if g:
         gt = Table(title=f"gate check: {g['frames']} frames x {g['cameras']} camera(s) of {g['clip']}")
-        for col in ("frames analysed ungated", "gated", "skipped", "alerts ungated", "gated",
-                    "person alerts ungated", "missed by gated", "target met"):
+        for col in ("area threshold", "frames analysed ungated", "gated", "skipped", "alerts ungated", "gated",
+                    "person alerts ungated", "person missed", "all missed", "target met"):
             gt.add_column(col, justify="right")
-        gt.add_row(str(g["frames_analysed"]["ungated"]), str(g["frames_analysed"]["gated"]),
-                   _f(g["skipped_fraction"], "{:.0%}"), str(g["alerts"]["ungated"]), str(g["alerts"]["gated"]),
-                   str(g["person_alerts"]["ungated"]), str(g["person_alerts"]["missed"]), str(g["target_met"]))
+        gt.add_row(f"{g['gate_options']['area_threshold']:g} (config)", str(g["frames_analysed"]["ungated"]),
+                   str(g["frames_analysed"]["gated"]), _f(g["skipped_fraction"], "{:.0%}"),
+                   str(g["alerts"]["ungated"]), str(g["alerts"]["gated"]), str(g["person_alerts"]["ungated"]),
+                   str(g["person_alerts"]["missed"]), str(len(g["missed"])), str(g["target_met"]))
+        for sw in g.get("sweep") or ():
+            gt.add_row(f"{sw['area_threshold']:g}", str(g["frames_analysed"]["ungated"]), str(sw["frames_analysed"]),
+                       _f(sw["skipped_fraction"], "{:.0%}"), str(g["alerts"]["ungated"]), str(sw["alerts"]),
+                       str(g["person_alerts"]["ungated"]), str(sw["person_missed"]), str(sw["missed"]),
+                       str(sw["target_met"]))
         out.append(gt)
     c = result.get("capture_check")
     if c:

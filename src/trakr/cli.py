@@ -152,10 +152,12 @@ def run(
         err.print(f"[red]error[/]: trakr.detector: {escape(redact(e))}")
         raise typer.Exit(2)
     pipeline = Pipeline(cfg, detector=detector, output_dir=out)
+    metrics = None
     if metrics_port is not None or cfg.trakr.metrics.port is not None:
         from trakr.metrics import PipelineMetrics, start_metrics_server
 
-        start_metrics_server(cfg, PipelineMetrics(pipeline).registry, port=metrics_port)
+        metrics = PipelineMetrics(pipeline)
+        start_metrics_server(cfg, metrics.registry, port=metrics_port)
     stop = threading.Event()
 
     def _signal(signum, _frame):
@@ -167,6 +169,8 @@ def run(
     from trakr.cloud import attach
 
     link = attach(pipeline, cfg, config_path=config, cloud_config=bool(cloud_config) and config is not None)
+    if metrics is not None:
+        metrics.watch_outbox(link.outbox)
     t0 = time.monotonic()
     pipeline.start()
     try:
