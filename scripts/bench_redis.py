@@ -31,6 +31,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import psutil
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,9 +159,21 @@ def bench_overhead(rig: Rig, frames, imgsz: int, threads: int, reps: int) -> Non
         det.close()
 
 
-def throughput(rig: Rig, frames, imgsz: int, seconds: float, clients: int = 4) -> float:
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far."""
+    total = 0.0
+    for pid in pids:
+        t = psutil.Process(pid).cpu_times()
+        total += t.user + t.system
+    return total
+
+
+def throughput(rig: Rig, frames, imgsz: int, seconds: float, clients: int = 4) -> tuple[float, float]:
+    """(frames/s, CPU ms per frame of client + redis-server + workers)."""
     det = RedisDetector(rig.url, RedisOptions(max_inflight=clients, result_timeout_s=30), imgsz=imgsz)
     det.detect(frames[:4])
+    pids = [os.getpid(), rig.redis.pid, *(w.pid for w in rig.workers)]
+    cpu0 = cpu_s(pids)
     stop = time.monotonic() + seconds
     done = [0] * clients
 
@@ -178,8 +191,9 @@ def throughput(rig: Rig, frames, imgsz: int, seconds: float, clients: int = 4) -
     for t in ts:
         t.join()
     fps = sum(done) / (time.monotonic() - t0)
+    cpu_ms = (cpu_s(pids) - cpu0) * 1000 / max(1, sum(done))
     det.close()
-    return fps
+    return fps, cpu_ms
 
 
 def main() -> None:
@@ -190,7 +204,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=30)
     a = ap.parse_args()
     frames = clip_frames(40)
-    print(f"# trakr Redis backend bench: {os.cpu_count()} CPU(s), imgsz {a.imgsz}")
+    load = os.getloadavg()[0]
+    print(f"# trakr Redis backend bench: {os.cpu_count()} CPU(s), load average {load:.2f}, imgsz {a.imgsz}")
     bench_encoding(frames[::4], sorted({320, 416, 640, a.imgsz}))
     bench_nms(frames, a.imgsz, a.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -202,16 +217,23 @@ def main() -> None:
             rig.add_worker(a.imgsz, a.threads, 8)
             two = throughput(rig, frames, a.imgsz, a.seconds)
             emb = OnnxDetector(imgsz=a.imgsz, threads=a.threads)
-            t0, n = time.monotonic(), 0
+            t0, n, c0 = time.monotonic(), 0, cpu_s([os.getpid()])
             while time.monotonic() - t0 < a.seconds / 2:
                 emb.detect(frames[n % 12:n % 12 + 4])
                 n += 1
             emb_fps = 4 * n / (time.monotonic() - t0)
+            emb_cpu = (cpu_s([os.getpid()]) - c0) * 1000 / (4 * n)
         finally:
             rig.close()
     print(f"\n## 4. throughput, batches of 4, 4 client threads, {a.seconds:g}s each, {a.threads} ORT thread(s)/worker")
-    print(f"embedded (1 caller): {emb_fps:.1f} frames/s; 1 worker: {one:.1f} frames/s; 2 workers: {two:.1f} "
-          f"frames/s; 2/1 = {two / one:.2f}; 1 worker / embedded = {one / emb_fps:.2f}")
+    print(f"load average at start {load:.2f}, now {os.getloadavg()[0]:.2f}, on {os.cpu_count()} CPUs")
+    print("| backend | frames/s | CPU ms/frame (client + redis + workers) |")
+    print("|---|---|---|")
+    print(f"| embedded, 1 caller | {emb_fps:.1f} | {emb_cpu:.1f} |")
+    print(f"| redis, 1 worker | {one[0]:.1f} | {one[1]:.1f} |")
+    print(f"| redis, 2 workers | {two[0]:.1f} | {two[1]:.1f} |")
+    print(f"ratios from this run: 2 workers / 1 worker = {two[0] / one[0]:.2f}; 1 worker / embedded = "
+          f"{one[0] / emb_fps:.2f}; CPU per frame redis(1 worker) / embedded = {one[1] / emb_cpu:.2f}")
 
 
 if __name__ == "__main__":
