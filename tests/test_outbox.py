@@ -24,6 +24,7 @@ def test_put_is_idempotent_and_ordered(tmp_path):
     assert box.outcome("alert:0") == "sent" and box.outcome("alert:1") == "pending"
     assert box.stats()["backlog"] == 4 and box.stats()["sent.alert"] == 1
     box.close()
+    assert box.stats()["backlog"] == 4  # still answers after close (last values)
     reopened = Outbox(tmp_path)  # survives a reopen, including the finished keys
     assert [m.key for m in reopened.pending()][0] == "alert:1"
     assert _alert(reopened, 0) and reopened.stats()["backlog"] == 4

@@ -128,6 +128,7 @@ class Outbox:
         """Called (without arguments) after each new message: wakes the sender."""
         self._last_drop_log: dict[str, float] = {}
         self._pending_unlinks: list[str] = []
+        self._closed: dict | None = None
         with self._lock:
             self._db.execute("DELETE FROM finished WHERE at < ?", (time.time() - keep_finished_s,))
             self._sweep_orphans()
@@ -147,6 +148,9 @@ class Outbox:
 
     def close(self) -> None:
         with self._lock:
+            if self._closed is not None:
+                return
+            self._closed = self.stats()  # what stats() answers from now on (metrics scrapes at exit)
             try:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error:
@@ -348,6 +352,8 @@ class Outbox:
         """``backlog`` (messages), ``backlog_by_category``, ``bytes``, ``max_bytes``, ``oldest_age_s``
         and the persisted counters (``dropped.<category>``, ``sent.<category>``, ...)."""
         with self._lock:
+            if self._closed is not None:
+                return dict(self._closed)
             by_cat = dict(self._db.execute("SELECT category, COUNT(*) FROM messages GROUP BY category"))
             oldest = self._db.execute("SELECT MIN(created) FROM messages").fetchone()[0]
             counters = dict(self._db.execute("SELECT name, value FROM counters"))
