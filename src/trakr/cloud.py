@@ -426,7 +426,10 @@ class Cloud:
             return False
         b, e = p.stats.batches, p.stats.detector_errors
         state = self.inference_state
-        if b > self._last_batches:
+        server = getattr(p.detector, "health", None)  # the Redis backend knows its server's state
+        if server in ("up", "down"):
+            state = server
+        elif b > self._last_batches:
             state = "up"
         elif e > self._last_errors:
             state = "down"

@@ -1,6 +1,7 @@
 """The data path wired together: readers → slots → gate → batcher → detector → rules → alerts.
 
-Threads: one reader per camera; ``batch.max_inflight`` inference threads, each taking a batch,
+Threads: one reader per camera; ``batch.max_inflight`` inference threads (at least
+``redis.max_inflight`` with the Redis backend), each taking a batch,
 running the detector and the rules; one output thread that stores alerts and evidence and calls
 the result sinks. The frame path never waits on disk or network: inference threads only enqueue
 to the output thread. Alerts are always enqueued; optional images (``save_all_*``) are skipped
@@ -219,7 +220,11 @@ class Pipeline:
             for entry in self._cameras.values():
                 entry.reader.start()
             self._started = True
-        for i in range(self.config.trakr.batch.max_inflight):
+        opts = self.config.trakr
+        threads = opts.batch.max_inflight
+        if opts.detector.backend == "redis":  # keep the backend's in-flight allowance busy
+            threads = max(threads, opts.redis.max_inflight)
+        for i in range(threads):
             self._spawn(self._inference_loop, f"inference-{i}")
         self._spawn(self._output_loop, "output")
         log.info("pipeline started: %d cameras, batch %d, detector %s", len(self._cameras),
