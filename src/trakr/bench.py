@@ -884,6 +884,9 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
                 ratios = {}
                 if raw_res:
                     ratios["trakr_over_raw"] = _r(trakr_res["analysed_fps"] / raw_res["fps"], 3)
+                    same = raw_res["batch_fps"].get(str(cfg.common.batch_size))
+                    if same:
+                        ratios["trakr_over_raw_same_batch"] = _r(trakr_res["analysed_fps"] / same, 3)
                 if run.get("naive") and run["naive"]["analysed_fps"]:
                     ratios["trakr_over_naive"] = _r(trakr_res["analysed_fps"] / run["naive"]["analysed_fps"], 3)
                 run["ratios"] = ratios
