@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import supervision as sv
 
+from helpers import wait_until as _wait
 from trakr.alerts import read_alerts
 from trakr.config import parse_config
 from trakr.pipeline import Pipeline
@@ -30,15 +31,6 @@ def _config(cameras, **common):
 def _walkway_cam(cid, url, pause=4.0):
     return {"CameraId": cid, "CamName": f"cam{cid}", "Address": url, "alert_time_pause": pause,
             "roi_config": {"roi_config": {"walkway": {"points": WALKWAY, "detections": "person"}}}}
-
-
-def _wait(pred, timeout, step=0.1):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return False
 
 
 def test_four_rtsp_cameras_raise_throttled_person_alerts_inside_the_walkway(rtsp_server, tmp_path):

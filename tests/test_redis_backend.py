@@ -22,8 +22,9 @@ import numpy as np
 import psutil
 import pytest
 import redis
+import supervision as sv
 
-from helpers import free_port
+from helpers import free_port, wait_until as _wait
 from trakr.config import RedisOptions, parse_config
 from trakr.media import sample_clip_path
 from trakr.onnx_detector import OnnxDetector
@@ -158,25 +159,6 @@ def _detector(url: str, **opts) -> RedisDetector:
     return RedisDetector(url, RedisOptions(**{**base, **opts}), imgsz=IMGSZ, confidence=0.35, iou=0.5)
 
 
-def _wait(pred, timeout: float, step: float = 0.05) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return False
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda z: (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
-
-
 # --------------------------------------------------------------------------- protocol
 
 
@@ -270,7 +252,7 @@ def test_two_workers_give_the_embedded_detections(redis_server, workers, clip_fr
         for j, e in zip(jpeg.detect(clip_frames[:8]), local[:8]):
             total += len(e)
             if len(j) and len(e):
-                matched += int((_iou(e.xyxy, j.xyxy).max(axis=1) > 0.8).sum())
+                matched += int((sv.box_iou_batch(e.xyxy, j.xyxy).max(axis=1) > 0.8).sum())
         assert matched >= 0.9 * total
         assert raw.health == jpeg.health == "up"
         assert raw.stats.duplicates == raw.stats.timeouts == 0
