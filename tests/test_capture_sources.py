@@ -53,8 +53,7 @@ def mjpeg_camera(sample_clip):
 def _read_for(address, seconds, sample_period=0.0, **opts):
     slot = LatestFrameSlot(1)
     frames = []
-    orig_put = slot.put
-    slot.put = lambda f: (frames.append(f), orig_put(f))
+    slot.put = frames.append  # an eager consumer: every published frame is taken at once
     reader = CameraReader(CameraConfig(CameraId=1, Address=address), slot,
                           CaptureOptions(open_timeout_s=3, read_timeout_s=3, **opts), sample_period_s=sample_period)
     reader.start()

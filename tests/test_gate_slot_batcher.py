@@ -38,7 +38,7 @@ def test_gate_passes_a_person_sized_change_and_keeps_cameras_apart():
     gate = ChangeGate()
     bg = np.full((576, 768, 3), 90, np.uint8)
     person = bg.copy()
-    cv2.rectangle(person, (300, 200), (360, 360), (20, 20, 20), -1)  # ~2 % of the frame
+    cv2.rectangle(person, (300, 180), (380, 380), (20, 20, 20), -1)  # a near person, ~3.6 % of the frame
     assert gate.check(_frame(0, 0, 0.0, bg)) and gate.check(_frame(1, 0, 0.0, bg))
     assert not gate.check(_frame(0, 1, 0.1, bg.copy()))
     assert gate.check(_frame(0, 2, 0.2, person))
@@ -98,3 +98,4 @@ def test_batcher_close_releases_waiters():
     b.add_camera(0)
     threading.Timer(0.1, b.close).start()
     assert b.next_batch() is None
+

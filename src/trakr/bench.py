@@ -998,7 +998,8 @@ def tables(result: dict) -> list:
                     _f((nv.get("latency_ms") or {}).get("p50"), "{:.0f}"),
                     _f((nv.get("latency_ms") or {}).get("p99"), "{:.0f}"),
                     _f(r.get("trakr_over_raw"), "{:.2f}"), _f(r.get("trakr_over_naive"), "{:.2f}"),
-                    f"{lat.get('p99_ms', 0):.0f} < {lat.get('bound_ms', 0):.0f}" if lat else "-",
+                    (f"{lat.get('p99_ms', 0):.0f} {'<' if lat.get('met') else '>'} {lat.get('bound_ms', 0):.0f}"
+                     if lat else "-"),
                     _f(t["machine_cpu_percent"], "{:.0f}"))
     out.append(ref)
     raw = result.get("raw")

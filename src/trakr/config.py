@@ -228,7 +228,7 @@ class GateOptions(_Options):
     enabled: bool = Field(True, description="Turn the change gate on.")
     width: int = Field(160, ge=16, description="Width of the grayscale copy compared.")
     pixel_threshold: int = Field(25, ge=1, le=255, description="Grey-level difference that counts as changed.")
-    area_threshold: float = Field(0.01, ge=0, le=1, description="Changed fraction of the frame that passes it.")
+    area_threshold: float = Field(0.02, ge=0, le=1, description="Changed fraction of the frame that passes it.")
     keyframe_s: float = Field(5.0, gt=0, description="Pass a frame at least this often per camera.")
 
 

@@ -41,7 +41,7 @@ class GateStats:
 class ChangeGate:
     """Per-camera motion gate; not thread-safe (one consumer calls it)."""
 
-    def __init__(self, width: int = 160, pixel_threshold: int = 25, area_threshold: float = 0.01,
+    def __init__(self, width: int = 160, pixel_threshold: int = 25, area_threshold: float = 0.02,
                  keyframe_s: float = 5.0, enabled: bool = True):
         self.width = width
         self.pixel_threshold = pixel_threshold
