@@ -189,7 +189,8 @@ def run(
 def status_table(pipeline, elapsed: float) -> Table:
     """Per-camera summary: state, capture and analysed rates, gate pass rate, drops, alerts."""
     t = Table(title=f"trakr after {elapsed:.0f}s")
-    for col in ("camera", "state", "capture fps", "analysed fps", "gate pass", "slot drops", "reconnects"):
+    t.add_column("camera", no_wrap=True)
+    for col in ("state", "fps in", "fps analysed", "gate pass", "drops", "reconn."):
         t.add_column(col, justify="right")
     gate = pipeline.gate.stats
     for cid, (cam, st) in sorted(pipeline.reader_stats().items()):
