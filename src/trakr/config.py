@@ -256,6 +256,8 @@ class OutputOptions(_Options):
     directory: str = Field("trakr-output", description="Where alerts, evidence and logs go.")
     jpeg_quality: int = Field(85, ge=10, le=100, description="JPEG quality of saved images.")
     save_all_interval_s: float = Field(1.0, ge=0, description="Min seconds between save_all_* images per camera.")
+    max_disk_mb: float = Field(20000.0, gt=0, description="Disk the saved images may use; oldest inputs, then detections, training, alerts go first.")
+    retention_days: float = Field(90.0, gt=0, description="Saved images and alert records older than this are deleted.")
 
 
 class OutboxOptions(_Options):

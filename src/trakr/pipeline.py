@@ -38,6 +38,7 @@ from trakr.config import CameraConfig, SysConfig
 from trakr.detector import Detector
 from trakr.frame import Frame
 from trakr.gate import ChangeGate
+from trakr.retention import RetentionJanitor
 from trakr.rules import CameraRules, Violation, scale_polygon
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._started = False
         self._last_detector_error = 0.0
+        self.janitor: RetentionJanitor | None = None
         self._inflight_lock = threading.Lock()
 
     # -- sinks ---------------------------------------------------------------------------------
@@ -227,6 +229,9 @@ class Pipeline:
         for i in range(threads):
             self._spawn(self._inference_loop, f"inference-{i}")
         self._spawn(self._output_loop, "output")
+        out = self.config.trakr.output
+        self.janitor = RetentionJanitor(self.output_dir, out.max_disk_mb, out.retention_days)
+        self.janitor.start()
         log.info("pipeline started: %d cameras, batch %d, detector %s", len(self._cameras),
                  self.batcher.batch_size, type(self.detector).__name__)
 
@@ -250,6 +255,8 @@ class Pipeline:
             r.stop(timeout=10)
         if self.detector is not None:
             self.detector.close()
+        if self.janitor is not None:
+            self.janitor.stop()
         log.info("pipeline stopped: %d frames analysed, %d alerts", self.stats.frames_analysed, self.stats.alerts)
 
     def run(self, duration: float | None = None) -> None:
