@@ -153,9 +153,12 @@ class Pipeline:
         reader = CameraReader(cam, slot, c.trakr.capture, sample_period_s=c.cam_delay(cam),
                               not_reachable_limit=c.common.cam_not_reachable_limit,
                               alive_limit_s=c.common.cam_alive_limit, on_health=self._on_health)
-        self.policy.pause_s[cam.camera_id] = cam.alert_time_pause
-        self.policy.enabled[cam.camera_id] = bool(c.common.enable_alert and cam.alert_en)
+        self._set_policy(cam)
         return _Camera(cam, reader, CameraRules(cam, roi_enabled=c.common.roi_en))
+
+    def _set_policy(self, cam: CameraConfig) -> None:
+        self.policy.pause_s[cam.camera_id] = cam.alert_time_pause
+        self.policy.enabled[cam.camera_id] = bool(self.config.common.enable_alert and cam.alert_en)
 
     def cameras(self) -> dict[int, _Camera]:
         with self._cam_lock:
@@ -167,32 +170,23 @@ class Pipeline:
     def apply_config(self, new: SysConfig) -> None:
         """Switch to ``new`` without a restart: cameras added, removed or changed; rules rebuilt."""
         with self._cam_lock:
-            old = {c.camera_id: c for c in self.config.cameras}
             fresh = {c.camera_id: c for c in new.cameras}
             self.config = new
             self.batcher.batch_size = new.common.batch_size
             self.batcher.deadline_s = new.trakr.batch.deadline_ms / 1000.0
-            for cid in set(old) - set(fresh):
+            for cid in set(self._cameras) - set(fresh):
                 self._remove_camera(cid)
             for cid, cam in fresh.items():
-                before = old.get(cid)
-                if before is None:
+                entry = self._cameras.get(cid)
+                if entry is None:
                     self._add_camera(cam)
-                elif before != cam or new.cam_delay(cam) != self._cameras[cid].reader.sample_period_s:
-                    reader_changed = before.address != cam.address or \
-                        new.cam_delay(cam) != self._cameras[cid].reader.sample_period_s
-                    if reader_changed:
-                        self._remove_camera(cid)
-                        self._add_camera(cam)
-                    else:  # rules or policy only: keep the stream open
-                        entry = self._cameras[cid]
-                        entry.cam = cam
-                        entry.rules = CameraRules(cam, roi_enabled=new.common.roi_en)
-                        self.policy.pause_s[cid] = cam.alert_time_pause
-                        self.policy.enabled[cid] = bool(new.common.enable_alert and cam.alert_en)
-                else:
-                    entry = self._cameras[cid]
+                elif entry.cam.address != cam.address or new.cam_delay(cam) != entry.reader.sample_period_s:
+                    self._remove_camera(cid)  # the stream itself changed: reopen it
+                    self._add_camera(cam)
+                else:  # rules, ROIs or policy only: keep the stream open
+                    entry.cam = cam
                     entry.rules = CameraRules(cam, roi_enabled=new.common.roi_en)
+                    self._set_policy(cam)
         log.info("config applied: %d cameras", len(new.cameras))
 
     def _add_camera(self, cam: CameraConfig) -> None:
