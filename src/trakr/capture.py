@@ -106,6 +106,10 @@ class CameraReader:
     def start(self) -> None:
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """Ask the thread to finish without waiting (stop many readers at once, then join)."""
+        self._stop.set()
+
     def stop(self, timeout: float | None = None) -> None:
         """Ask the thread to finish and wait (at most about one read timeout)."""
         self._stop.set()

@@ -199,7 +199,7 @@ class Pipeline:
         entry = self._cameras.pop(cid, None)
         if entry is None:
             return
-        entry.reader.stop(timeout=0)
+        entry.reader.request_stop()  # it exits within one read timeout; never block a config change
         self.batcher.remove_camera(cid)
         self.policy.forget(cid)
 
@@ -241,7 +241,7 @@ class Pipeline:
         self._stop.set()
         readers = [c.reader for c in self.cameras().values()]
         for r in readers:
-            r._stop.set()
+            r.request_stop()
         self.batcher.close()
         for t in self._threads:
             t.join(timeout=30)

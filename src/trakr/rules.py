@@ -85,7 +85,7 @@ class CameraRules:
 
     def polygons(self, size: tuple[int, int]) -> list[tuple[str | None, np.ndarray]]:
         """Pixel polygons of the zones that have one, for drawing."""
-        return [(z.name, scale_polygon(z.polygon, size)) for z in self.zones if z.polygon]
+        return [(z.name, pz.polygon) for z, pz in zip(self.zones, self._zones_for(size)) if pz is not None]
 
     def _zones_for(self, size: tuple[int, int]) -> list[sv.PolygonZone | None]:
         if size not in self._pixel_zones:
