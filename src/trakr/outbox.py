@@ -51,6 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from trakr.alerts import write_atomic
 from trakr.logs import redact
 
 log = logging.getLogger(__name__)
@@ -176,12 +177,7 @@ class Outbox:
                     os.fsync(f.fileno())
                 os.replace(tmp, dest)
         else:
-            tmp = dest.with_name("." + stored + ".tmp")
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, dest)
+            write_atomic(dest, data)
         _fsync_dir(self.files)
         return stored, dest.stat().st_size
 

@@ -48,6 +48,7 @@ import supervision as sv
 
 from trakr.config import RedisOptions, SysConfig
 from trakr.detector import Detector, Letterbox, class_names_from_metadata, letterbox
+from trakr.logs import redact
 from trakr.redis_protocol import Result, decode_result, encode_frame, encode_request
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ class RedisDetector(Detector):
         for t in self._threads:
             t.start()
         log.info("redis detector: client %s, %s, frames %s, encoding %s", self.client_id,
-                 _redact(url), o.frames_stream, o.encoding)
+                 redact(url), o.frames_stream, o.encoding)
 
     @classmethod
     def from_config(cls, config: SysConfig) -> RedisDetector:
@@ -421,15 +422,6 @@ class RedisDetector(Detector):
 
     def stats_dict(self) -> dict:
         return {**asdict(self.stats), "health": self.health}
-
-
-def _redact(url: str) -> str:
-    try:
-        from trakr.logs import redact
-
-        return redact(url)
-    except Exception:
-        return url
 
 
 def with_redis_backend(config: SysConfig, url: str) -> SysConfig:
