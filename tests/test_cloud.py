@@ -205,19 +205,11 @@ def test_disk_bound_drops_training_before_alerts_and_reports_it(fake, tmp_path):
 
 
 def _push_config_pipeline(raw, tmp_path):
-    """A real pipeline on the sample clip with a stub detector: one person at a fixed place."""
-    from trakr.detector import Detector
+    """A real pipeline on the sample clip with the real model (imgsz 320)."""
+    from trakr.onnx_detector import OnnxDetector
     from trakr.pipeline import Pipeline
 
-    class Stub(Detector):
-        class_names = ["person"]
-
-        def detect(self, images):
-            return [sv.Detections(xyxy=np.array([[300.0, 300, 340, 400]]), confidence=np.array([0.9]),
-                                  class_id=np.array([0]), data={"class_name": np.array(["person"])})
-                    for _ in images]
-
-    return Pipeline(config_of(raw), detector=Stub(), output_dir=tmp_path / "out")
+    return Pipeline(config_of(raw), detector=OnnxDetector(imgsz=320), output_dir=tmp_path / "out")
 
 
 def test_config_push_new_roi_takes_effect_invalid_is_rejected(fake, tmp_path, sample_clip):
@@ -236,8 +228,9 @@ def test_config_push_new_roi_takes_effect_invalid_is_rejected(fake, tmp_path, sa
         assert pipeline.stats.frames_analysed > 0 and not fake.telemetry_values(TOK["alert"])
         new = json.loads(json.dumps(raw))
         new["common"]["config_version"] = "2"
-        new["cameras"][0]["roi_config"] = {"roi_config": {"dock": {
-            "points": ["0.3,0.5", "0.6,0.5", "0.6,0.9", "0.3,0.9"], "detections": "person"}}}
+        new["cameras"][0]["roi_config"] = {"roi_config": {"dock": {  # the clip's walkway: people all along
+            "points": ["0.0,0.33", "0.75,0.25", "1.0,0.45", "1.0,0.85", "0.55,0.65", "0.0,0.45"],
+            "detections": "person"}}}
         del new["trakr"]  # a cloud config without the local section keeps it
         fake.set_shared(TOK["attr"], "sysconfig", json.dumps(new))
         assert fake.wait_for(lambda: any(v["roi"] == "dock" for v in fake.telemetry_values(TOK["alert"])), 10)
