@@ -136,24 +136,22 @@ def bench_overhead(rig: Rig, frames, imgsz: int, threads: int, reps: int) -> Non
     print(f"\n## 3. round trip per batch of 4 at imgsz {imgsz}, {threads} ORT thread(s), one idle worker")
     print("| backend | median ms/batch | p90 |")
     print("|---|---|---|")
-    for _ in range(3):
-        emb.detect(batch)
-    t = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        emb.detect(batch)
-        t.append((time.perf_counter() - t0) * 1000)
+    def timed_ms(det) -> list[float]:
+        for _ in range(3):  # warm-up
+            det.detect(batch)
+        out = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            det.detect(batch)
+            out.append((time.perf_counter() - t0) * 1000)
+        return out
+
+    t = timed_ms(emb)
     base = statistics.median(t)
     print(f"| embedded | {base:.1f} | {np.percentile(t, 90):.1f} |")
     for enc in ("jpeg", "raw"):
         det = RedisDetector(rig.url, RedisOptions(encoding=enc), imgsz=imgsz)
-        for _ in range(3):
-            det.detect(batch)
-        t = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            det.detect(batch)
-            t.append((time.perf_counter() - t0) * 1000)
+        t = timed_ms(det)
         med = statistics.median(t)
         print(f"| redis {enc} | {med:.1f} (+{med - base:.1f}, x{med / base:.2f}) | {np.percentile(t, 90):.1f} |")
         det.close()
