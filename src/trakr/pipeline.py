@@ -88,6 +88,15 @@ class PipelineStats:
     """Batches inside the detector right now (metrics)."""
 
 
+def _notify(sinks: list, item, what: str) -> None:
+    """Call every sink with ``item``; a failing sink is logged and never stops the pipeline."""
+    for sink in sinks:
+        try:
+            sink(item)
+        except Exception:
+            log.exception("%s sink failed", what)
+
+
 class _Camera:
     """Everything the pipeline keeps per camera."""
 
@@ -140,11 +149,7 @@ class Pipeline:
 
     def _on_health(self, h: CameraHealth) -> None:
         self.health[h.camera_id] = h
-        for sink in self.health_sinks:
-            try:
-                sink(h)
-            except Exception:
-                log.exception("health sink failed")
+        _notify(self.health_sinks, h, "health")
 
     # -- cameras -------------------------------------------------------------------------------
     def _make_camera(self, cam: CameraConfig) -> _Camera:
@@ -316,11 +321,7 @@ class Pipeline:
                 if entry is not None:
                     self._judge(frame, entry, dets, done)
             br = BatchResult(batch, self.batcher.batch_size, infer_s, done)
-            for sink in self.batch_sinks:
-                try:
-                    sink(br)
-                except Exception:
-                    log.exception("batch sink failed")
+            _notify(self.batch_sinks, br, "batch")
 
     def _judge(self, frame: Frame, entry: _Camera, dets: sv.Detections, done: float) -> None:
         cam = entry.cam
@@ -366,11 +367,7 @@ class Pipeline:
             log.info("alert camera %s %s%s: %d object(s) -> %s", cam.label, alert.violation,
                      f" in {alert.roi}" if alert.roi else "", len(alert.objects), alert.record_path)
         self._save_all(job)
-        for sink in self.result_sinks:
-            try:
-                sink(job)
-            except Exception:
-                log.exception("result sink failed")
+        _notify(self.result_sinks, job, "result")
 
     def _save_all(self, job: AnalysedFrame) -> None:
         cam, c = job.camera, self.config
