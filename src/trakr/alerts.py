@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import threading
 import time
@@ -145,6 +146,15 @@ def annotate(image: np.ndarray, detections: sv.Detections,
     return out
 
 
+def safe_name(text: str, limit: int = 64) -> str:
+    """``text`` as one file-name component: letters, digits, ``-`` and ``_`` only.
+
+    >>> safe_name("../etc/passwd"), safe_name("NO-Hardhat"), safe_name("")
+    ('___etc_passwd', 'NO-Hardhat', '_')
+    """
+    return re.sub(r"[^A-Za-z0-9_-]", "_", str(text))[:limit] or "_"
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory, fsync, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,7 +198,7 @@ class AlertStore:
              polygons: list[tuple[str | None, np.ndarray]] = ()) -> Alert:
         """Store ``alert`` (and its annotated image if ``image`` is given), then call the sinks."""
         day = time.strftime("%Y-%m-%d", time.localtime(alert.captured_at))
-        base = Path("alerts") / day / f"{int(alert.captured_at * 1000)}_cam{alert.camera_id}_{alert.violation}_{alert.alert_id[:8]}"
+        base = Path("alerts") / day / f"{int(alert.captured_at * 1000)}_cam{int(alert.camera_id)}_{safe_name(alert.violation)}_{alert.alert_id[:8]}"
         if image is not None:
             rel = base.with_suffix(".jpg")
             write_atomic(self.output_dir / rel, encode_jpeg(annotate(image, detections, polygons), self.jpeg_quality))

@@ -46,6 +46,7 @@ from pathlib import Path
 from trakr.alerts import Alert, write_atomic
 from trakr.config import ConfigReport, Problem, SysConfig, load_config, parse_config
 from trakr.logs import redact
+from trakr.push_policy import vet_push
 from trakr.outbox import REJECT, Message, Outbox, Outcome, Sender
 from trakr.speaker import SpeakerSink, deliver_http, deliver_tts
 from trakr.thingsboard import CloudError, HttpClient, MqttTelemetry, device_token
@@ -89,17 +90,12 @@ def save_config(path: Path, raw: dict) -> None:
     write_atomic(last_good_path(path), data)
 
 
-def _merge_local(raw: dict, local_raw: dict | None) -> dict:
-    """A cloud config without a ``trakr`` section keeps the local machine's one."""
-    raw = dict(raw)
-    if "trakr" not in raw and local_raw and "trakr" in local_raw:
-        raw["trakr"] = local_raw["trakr"]
-    return raw
-
-
 def _decode(value: object) -> dict:
     if isinstance(value, str):
-        value = json.loads(value)
+        try:
+            value = json.loads(value)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
     if not isinstance(value, dict):
         raise ValueError(f"expected a JSON object, got {type(value).__name__}")
     return value
@@ -143,10 +139,10 @@ def startup_config(path: str | Path, cloud_config: bool = False, camera_list: st
             report.problems += notes
             return report
         local_raw = json.loads(loaded_from.read_text())
-        raw = _merge_local(_decode(shared[key]), local_raw)
-        cloud = parse_config(raw, camera_list=camera_list)
-        if not cloud.ok:
-            errors = [redact(str(p)) for p in cloud.errors] or ["no usable config"]
+        raw, refusals = vet_push(_decode(shared[key]), local_raw)
+        cloud = parse_config(raw, camera_list=camera_list) if not refusals else ConfigReport(None, [])
+        if refusals or not cloud.ok:
+            errors = refusals or [redact(str(p)) for p in cloud.errors] or ["no usable config"]
             http.post_json(url, {"config_status": "rejected", "config_errors": "; ".join(errors)[:4000],
                                  "config_version": str((raw.get("common") or {}).get("config_version"))})
             notes.append(Problem("cloud", key, None, f"cloud config rejected ({len(errors)} error(s)): "
@@ -239,11 +235,15 @@ class ConfigSync:
     def offer(self, value: object, source: str = "push") -> bool:
         """Validate and apply a config value from the cloud; ``True`` if it was applied."""
         try:
-            raw = _merge_local(_decode(value), self.raw)
+            pushed = _decode(value)
         except ValueError as e:
             self._reject({"_invalid": str(value)[:200]}, [f"not a JSON object: {e}"], source)
             return False
-        if raw == self.raw or raw == self._rejected:
+        raw, refusals = vet_push(pushed, self.raw)
+        if raw == self.raw or (raw or pushed) == self._rejected:
+            return False
+        if refusals:
+            self._reject(raw or pushed, refusals, source)
             return False
         report = parse_config(raw)
         if not report.ok:
@@ -270,7 +270,8 @@ class ConfigSync:
     def _reject(self, raw: dict, errors: list[str], source: str) -> None:
         self._rejected = raw
         self.rejected += 1
-        version = str((raw.get("common") or {}).get("config_version", "?")) if isinstance(raw, dict) else "?"
+        common = raw.get("common") if isinstance(raw, dict) else None
+        version = str(common.get("config_version", "?"))[:64] if isinstance(common, dict) else "?"
         log.warning("config %s from the cloud (%s) rejected, keeping the running one: %s", version, source,
                     "; ".join(errors[:5]))
         self.cloud.report_config("rejected", version, errors)

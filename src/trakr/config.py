@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -80,6 +80,30 @@ def _parse_triggers(value: Any) -> Any:
     if isinstance(value, str):
         return [t.strip() for t in value.split(":") if t.strip()]
     return value
+
+
+def relative_file_name(value: str) -> str:
+    """A path that stays inside the output directory: relative, no ``..``, no drive or NUL.
+
+    >>> relative_file_name("frames/latest.png")
+    'frames/latest.png'
+    >>> relative_file_name("../x")
+    Traceback (most recent call last):
+    ...
+    ValueError: must be a relative path inside the output directory, got '../x'
+    """
+    p = PurePosixPath(value.replace("\\", "/"))
+    if not value.strip() or "\0" in value or p.is_absolute() or ".." in p.parts or ":" in value:
+        raise ValueError(f"must be a relative path inside the output directory, got {value!r}")
+    return value
+
+
+def _no_text_placeholder(cmd: list[str] | None) -> list[str] | None:
+    """Commands never get alert text as an argument (it could be read as an option)."""
+    for arg in cmd or []:
+        if "{text}" in arg:
+            raise ValueError("'{text}' is not allowed in a command: the text is given on standard input")
+    return cmd
 
 
 Polygon = Annotated[list[tuple[float, float]] | None, BeforeValidator(_parse_polygon)]
@@ -162,6 +186,11 @@ class CameraConfig(_Legacy):
 class CommonConfig(_Legacy):
     """Site-wide settings shared by all cameras (the legacy ``common`` section)."""
 
+    @field_validator("frame_file")
+    @classmethod
+    def _inside_output(cls, v: str) -> str:
+        return relative_file_name(v)
+
     config_version: str = Field("0", description="Version of this config, compared on cloud fetch.")
     client_name: str = Field("trakr", alias="ClientName", description="Name of this site/client.")
     server_ip: OptionalStr = Field(None, description="Legacy inference server URL.")
@@ -182,7 +211,7 @@ class CommonConfig(_Legacy):
     alert_2_train: Flag = Field(False, alias="Alert2Train", description="Copy alert images to training.")
     enable_frame: Flag = Field(False, alias="enableFrame", description="Write the latest annotated frame to frameFile.")
     enable_alert: Flag = Field(True, alias="enableAlert", description="Master switch for alerts.")
-    frame_file: str = Field("DataFrame.png", alias="frameFile", description="File for the latest annotated frame.")
+    frame_file: str = Field("DataFrame.png", alias="frameFile", description="File for the latest annotated frame, relative to the output directory.")
     enable_training: Flag = Field(False, alias="enableTraining", description="Master switch for training capture.")
     enable_speaker: Flag = Field(False, alias="enableSpeaker", description="Master switch for speakers.")
     sav_vio_img: Flag = Field(True, description="Default for cameras' sav_vio_img.")
@@ -295,9 +324,11 @@ class SpeakerOptions(_Options):
                               description="HTTP driver URL; fields {ip} {code} {violation} {camera_id} {text}.")
     method: Literal["GET", "POST"] = Field("GET", description="HTTP driver method.")
     min_interval_s: float = Field(10.0, ge=0, description="Min seconds between announcements on one speaker.")
-    tts_command: list[str] = Field(default_factory=lambda: ["espeak-ng", "-w", "{wav}", "{text}"],
-                                   description="TTS command writing a WAV; fields {wav} {text}.")
-    player_command: list[str] | None = Field(None, description="Plays the WAV, e.g. ['aplay', '-q', '{wav}']; None = file only.")
+    tts_command: list[str] = Field(default_factory=lambda: ["espeak-ng", "-w", "{wav}", "--stdin"],
+                                   description="Local-only. TTS command writing a WAV to {wav}; the text comes on stdin.")
+    player_command: list[str] | None = Field(None, description="Local-only. Plays the WAV, e.g. ['aplay', '-q', '{wav}']; None = file only.")
+
+    _commands = field_validator("tts_command", "player_command")(_no_text_placeholder)
 
 
 class RedisOptions(_Options):
@@ -422,6 +453,12 @@ def _problems_from(error: ValidationError, where: str, raw: dict) -> list[Proble
     return out
 
 
+def _short(value: Any, limit: int = 80) -> Any:
+    """A value short enough for a problem line."""
+    text = repr(value)
+    return value if len(text) <= limit else text[:limit] + "..."
+
+
 def _address_looks_usable(address: str) -> bool:
     a = address.strip()
     return a.isdigit() or "://" in a or Path(a).exists()
@@ -435,20 +472,28 @@ def parse_config(raw: dict, *, camera_list: str = "cameras") -> ConfigReport:
     problems: list[Problem] = []
     if not isinstance(raw, dict):
         return ConfigReport(None, [Problem("file", "(root)", type(raw).__name__, "expected a JSON object")])
-    try:
-        common = CommonConfig.model_validate(raw.get("common") or {})
-    except ValidationError as e:
-        problems += _problems_from(e, "common", raw.get("common"))
-        common = None
-    try:
-        options = TrakrOptions.model_validate(raw.get("trakr") or {})
-    except ValidationError as e:
-        problems += [Problem("trakr", "trakr." + p.field, p.value, p.message) for p in _problems_from(e, "trakr", raw)]
-        options = None
+    for section in ("common", "trakr"):
+        if raw.get(section) is not None and not isinstance(raw.get(section), dict):
+            problems.append(Problem("file", section, _short(raw.get(section)), "expected a JSON object"))
+    common: CommonConfig | None = None
+    options: TrakrOptions | None = None
+    if not problems:
+        try:
+            common = CommonConfig.model_validate(raw.get("common") or {})
+        except ValidationError as e:
+            problems += _problems_from(e, "common", raw.get("common"))
+        try:
+            options = TrakrOptions.model_validate(raw.get("trakr") or {})
+        except ValidationError as e:
+            problems += [Problem("trakr", "trakr." + p.field, p.value, p.message)
+                         for p in _problems_from(e, "trakr", raw)]
     cams_raw = raw.get(camera_list)
     if cams_raw is None:
         cams_raw = []
         problems.append(Problem("file", camera_list, None, "no camera list", "warning"))
+    elif not isinstance(cams_raw, list):
+        problems.append(Problem("file", camera_list, _short(cams_raw), "expected a list of cameras"))
+        cams_raw = []
     cameras: list[CameraConfig] = []
     seen: set[int] = set()
     for i, cam_raw in enumerate(cams_raw):

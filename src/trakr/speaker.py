@@ -10,7 +10,7 @@ category ``speaker``), throttled to one per speaker and violation every
   with ``ip`` = the ROI's ``speaker_ip`` (or the camera's ``Speaker``) and ``code`` =
   ``audio_key[violation]`` (e.g. ``m:1``); alerts without a speaker address or an audio key are
   skipped and counted.
-* ``tts`` driver: ``espeak-ng -w <wav> <text>`` speaks the violation's ``recommendations`` text
+* ``tts`` driver: ``espeak-ng -w <wav> --stdin`` speaks the violation's ``recommendations`` text
   into ``<output>/speaker/cam<id>_<violation>.wav`` (one file per camera and violation,
   overwritten), then runs ``player_command`` if one is set (there is no sound card on the build
   machines; on site use e.g. ``["aplay", "-q", "{wav}"]``).
@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
-from trakr.alerts import Alert
+from trakr.alerts import Alert, safe_name
 from trakr.config import SpeakerOptions, SysConfig
 from trakr.outbox import OK, RETRY, Message, Outcome, Outbox
 from trakr.thingsboard import HttpClient
@@ -108,9 +108,10 @@ def synthesize(opts: SpeakerOptions, text: str, wav: Path, timeout_s: float = 15
     """Run the TTS command into ``wav`` (atomically: a temporary file renamed)."""
     wav.parent.mkdir(parents=True, exist_ok=True)
     tmp = wav.with_name(f".{wav.name}.{os.getpid()}.tmp.wav")
-    cmd = [a.format(wav=str(tmp), text=text) for a in opts.tts_command]
-    try:
-        subprocess.run(cmd, check=True, timeout=timeout_s, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cmd = [a.replace("{wav}", str(tmp)) for a in opts.tts_command]
+    try:  # the text goes on stdin, never into argv, so it can never be read as an option
+        subprocess.run(cmd, check=True, timeout=timeout_s, input=text.encode(), stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
         os.replace(tmp, wav)
     finally:
         tmp.unlink(missing_ok=True)
@@ -118,11 +119,11 @@ def synthesize(opts: SpeakerOptions, text: str, wav: Path, timeout_s: float = 15
 
 def deliver_tts(opts: SpeakerOptions, output_dir: Path, msg: Message) -> Outcome:
     p = msg.payload
-    wav = output_dir / "speaker" / f"cam{p['camera_id']}_{p['violation']}.wav"
+    wav = output_dir / "speaker" / f"cam{int(p['camera_id'])}_{safe_name(p['violation'])}.wav"
     try:
         synthesize(opts, p["text"], wav)
         if opts.player_command:
-            subprocess.run([a.format(wav=str(wav), text=p["text"]) for a in opts.player_command], check=True,
+            subprocess.run([a.replace("{wav}", str(wav)) for a in opts.player_command], check=True,
                            timeout=60, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     except FileNotFoundError as e:
         return Outcome(RETRY, f"tts: command not found: {e.filename}")

@@ -13,7 +13,7 @@ Each capture is queued in the outbox: an upload to ``train_storage_ip`` (image +
 and metadata) and a training event to ``train_url``; both rank lowest in the drop policy.
 
 :class:`FrameWriter` (``enableFrame``) writes the latest annotated frame of any camera to
-``frameFile`` (relative to the output directory), atomically, at most every
+``frameFile`` (a relative path that must stay inside the output directory), atomically, at most every
 ``trakr.cloud.frame_interval_s`` seconds.
 
 Example:
@@ -37,7 +37,7 @@ import numpy as np
 import supervision as sv
 
 from trakr.alerts import annotate, encode_jpeg, write_atomic
-from trakr.config import SysConfig
+from trakr.config import SysConfig, relative_file_name
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +154,11 @@ class FrameWriter:
         self.written = 0
 
     def path(self, cfg: SysConfig) -> Path:
-        p = Path(cfg.common.frame_file)
-        return p if p.is_absolute() else self.output_dir / p
+        """``frameFile`` under the output directory; never outside it, even through a symlink."""
+        p = (self.output_dir / relative_file_name(cfg.common.frame_file)).resolve()
+        if not p.is_relative_to(self.output_dir.resolve()):
+            raise ValueError(f"frameFile {cfg.common.frame_file!r} leaves the output directory")
+        return p
 
     def __call__(self, af) -> None:
         cfg = self.get_config()
