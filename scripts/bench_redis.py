@@ -38,11 +38,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from trakr.config import RedisOptions  # noqa: E402
-from trakr.detector import letterbox, letterbox_batch, postprocess  # noqa: E402
-from trakr.media import sample_clip_path  # noqa: E402
-from trakr.onnx_detector import OnnxDetector  # noqa: E402
-from trakr.redis_detector import RedisDetector  # noqa: E402
-from trakr.redis_protocol import decode_frame, encode_frame  # noqa: E402
+from trakr.inference.base import letterbox, letterbox_batch, postprocess  # noqa: E402
+from trakr.devtools.media import sample_clip_path  # noqa: E402
+from trakr.inference.onnx import OnnxDetector  # noqa: E402
+from trakr.inference.redis_client import RedisDetector  # noqa: E402
+from trakr.inference.protocol import decode_frame, encode_frame  # noqa: E402
 
 
 def clip_frames(n: int) -> list[np.ndarray]:

@@ -24,8 +24,8 @@ sys.path.insert(0, str(_ROOT / "src"))
 # Make tests/helpers.py importable as ``helpers`` whatever pytest's rootdir/import mode is.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from trakr.media import h264_annexb_path, sample_clip_path  # noqa: E402
-from trakr.rtsp_server import RtspServer  # noqa: E402
+from trakr.devtools.media import h264_annexb_path, sample_clip_path  # noqa: E402
+from trakr.devtools.rtsp_server import RtspServer  # noqa: E402
 
 RTSP_MOUNTS = 4
 

@@ -96,7 +96,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif kind == "upload":
             ctype = self.headers.get("Content-Type", "")
             msg = BytesParser(policy=email_policy).parsebytes(
-                f"Content-Type: {ctype}\r\nMIME-Version: 1.0\r\n\r\n".encode() + raw)
+                f"Content-Type: {ctype}\r\nMIME-Version: 1.0\r\n\r\n".encode() + raw
+            )
             for part in msg.iter_parts():
                 name = part.get_param("name", header="content-disposition")
                 fname = part.get_filename()
@@ -163,8 +164,7 @@ class FakeThingsBoard:
         self._server = _Server(("127.0.0.1", self.port), _Handler)
         self._server.fake = self
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 
@@ -235,14 +235,19 @@ class FakeThingsBoard:
     def received(self, kind: str | None = None, token: str | None = None, ok_only: bool = True) -> list[Request]:
         with self._lock:
             reqs = list(self.requests)
-        return [r for r in reqs if (kind is None or r.kind == kind) and (token is None or r.token == token)
-                and (not ok_only or r.status == 200)]
+        return [
+            r
+            for r in reqs
+            if (kind is None or r.kind == kind)
+            and (token is None or r.token == token)
+            and (not ok_only or r.status == 200)
+        ]
 
     def telemetry_values(self, token: str) -> list[dict]:
         """``values`` of every accepted telemetry POST of ``token``, in arrival order."""
         out = []
         for r in self.received("telemetry", token):
-            for item in (r.body if isinstance(r.body, list) else [r.body]):
+            for item in r.body if isinstance(r.body, list) else [r.body]:
                 out.append(item["values"])
         return out
 

@@ -4,38 +4,62 @@ the address changes, cameras added and removed."""
 import time
 
 from helpers import wait_until
-from trakr.alerts import read_alerts
+
 from trakr.config import parse_config
+from trakr.evidence import read_alerts
 from trakr.pipeline import Pipeline
 
 
 def _cfg(cameras):
-    return parse_config({"common": {"batch_size": 2}, "trakr": {"detector": {"imgsz": 320},
-                                                                "capture": {"loop_files": True}},
-                         "cameras": cameras}).config
+    return parse_config(
+        {
+            "common": {"batch_size": 2},
+            "trakr": {"detector": {"imgsz": 320}, "capture": {"loop_files": True}},
+            "cameras": cameras,
+        }
+    ).config
 
 
 def test_apply_config_live(sample_clip, tmp_path):
     clip = str(sample_clip)
-    base = [{"CameraId": 1, "Address": clip, "Detection": "car", "alert_time_pause": 1},
-            {"CameraId": 2, "Address": clip, "Detection": "car"}]
+    base = [
+        {"CameraId": 1, "Address": clip, "Detection": "car", "alert_time_pause": 1},
+        {"CameraId": 2, "Address": clip, "Detection": "car"},
+    ]
     p = Pipeline(_cfg(base), output_dir=tmp_path)
     p.start()
     try:
         assert wait_until(lambda: p.stats.frames_analysed >= 4, 30)
         reader1 = p.cameras()[1].reader
         # camera 1: only its triggers change (car -> person); camera 2 removed; camera 3 added
-        p.apply_config(_cfg([{"CameraId": 1, "Address": clip, "Detection": "person", "alert_time_pause": 1},
-                             {"CameraId": 3, "Address": clip, "Detection": "person"}]))
+        p.apply_config(
+            _cfg(
+                [
+                    {"CameraId": 1, "Address": clip, "Detection": "person", "alert_time_pause": 1},
+                    {"CameraId": 3, "Address": clip, "Detection": "person"},
+                ]
+            )
+        )
         changed_at = time.time()
         assert p.cameras()[1].reader is reader1 and reader1.alive  # stream kept open
         assert set(p.cameras()) == {1, 3} and 2 not in p.batcher.slots
-        assert wait_until(lambda: any(a.camera_id == 1 and a.violation == "person" and a.captured_at > changed_at
-                                      for a in read_alerts(tmp_path)), 30)
+        assert wait_until(
+            lambda: any(
+                a.camera_id == 1 and a.violation == "person" and a.captured_at > changed_at
+                for a in read_alerts(tmp_path)
+            ),
+            30,
+        )
         assert wait_until(lambda: any(a.camera_id == 3 for a in read_alerts(tmp_path)), 30)
         # camera 1's address changes: its reader is replaced
-        p.apply_config(_cfg([{"CameraId": 1, "Address": "file://" + clip, "Detection": "person"},
-                             {"CameraId": 3, "Address": clip, "Detection": "person"}]))
+        p.apply_config(
+            _cfg(
+                [
+                    {"CameraId": 1, "Address": "file://" + clip, "Detection": "person"},
+                    {"CameraId": 3, "Address": clip, "Detection": "person"},
+                ]
+            )
+        )
         assert p.cameras()[1].reader is not reader1
         assert wait_until(lambda: not reader1.alive, 10)
         assert wait_until(lambda: p.cameras()[1].reader.stats.state == "up", 20)

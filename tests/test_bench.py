@@ -9,17 +9,47 @@ import pytest
 import supervision as sv
 from typer.testing import CliRunner
 
-from trakr.bench import (BenchOptions, _ffmpeg_decode, base_config_raw, gate_check, parse_cameras, percentiles,
-                         slope_per_min)
+from trakr.bench.run import (
+    BenchOptions,
+    _ffmpeg_decode,
+    base_config_raw,
+    gate_check,
+    parse_cameras,
+    percentiles,
+    slope_per_min,
+)
 from trakr.cli import app
 
 
 @pytest.mark.slow
 def test_bench_one_file_camera_writes_sane_json(tmp_path, sample_clip):
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
-    res = CliRunner().invoke(app, [
-        "bench", "--cameras", "1", "--source", "file", "--duration", "5", "--warmup", "1.5", "--imgsz", "320",
-        "--threads", "1", "--raw-seconds", "0.3", "--naive-duration", "2", "--json", str(out), "--plot", str(png)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "--cameras",
+            "1",
+            "--source",
+            "file",
+            "--duration",
+            "5",
+            "--warmup",
+            "1.5",
+            "--imgsz",
+            "320",
+            "--threads",
+            "1",
+            "--raw-seconds",
+            "0.3",
+            "--naive-duration",
+            "2",
+            "--json",
+            str(out),
+            "--plot",
+            str(png),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "trakr/raw" in res.output and "references" in res.output
     r = json.loads(out.read_text())
@@ -50,8 +80,9 @@ def test_bench_one_file_camera_writes_sane_json(tmp_path, sample_clip):
     tg = run["targets"]
     assert tg["throughput"]["ratio"] == pytest.approx(run["ratios"]["trakr_over_raw"], abs=1e-3)
     assert tg["latency"]["met"] == (lat["p99"] < tg["latency"]["bound_ms"])
-    assert tg["latency"]["bound_ms"] == pytest.approx(2 * (t["deadline_ms"] + raw["batch_ms"][str(t["batch_size"])]),
-                                                      abs=0.2)
+    assert tg["latency"]["bound_ms"] == pytest.approx(
+        2 * (t["deadline_ms"] + raw["batch_ms"][str(t["batch_size"])]), abs=0.2
+    )
 
 
 class _FakeDetector:
@@ -67,12 +98,23 @@ class _FakeDetector:
         for _ in images:
             self.calls += 1
             if self.calls <= 30:
-                out.append(sv.Detections(xyxy=np.array([[300.0, 200, 340, 300]], np.float32),
-                                         confidence=np.array([0.9], np.float32), class_id=np.array([0]),
-                                         data={"class_name": np.array(["person"])}))
+                out.append(
+                    sv.Detections(
+                        xyxy=np.array([[300.0, 200, 340, 300]], np.float32),
+                        confidence=np.array([0.9], np.float32),
+                        class_id=np.array([0]),
+                        data={"class_name": np.array(["person"])},
+                    )
+                )
             else:
-                out.append(sv.Detections(xyxy=np.zeros((0, 4), np.float32), confidence=np.zeros(0, np.float32),
-                                         class_id=np.zeros(0, int), data={"class_name": np.array([], dtype=str)}))
+                out.append(
+                    sv.Detections(
+                        xyxy=np.zeros((0, 4), np.float32),
+                        confidence=np.zeros(0, np.float32),
+                        class_id=np.zeros(0, int),
+                        data={"class_name": np.array([], dtype=str)},
+                    )
+                )
         return out
 
 

@@ -8,9 +8,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import cv2
 import pytest
 
-from trakr.capture import CameraReader
+from trakr.capture.reader import CameraReader
+from trakr.capture.slot import LatestFrameSlot
 from trakr.config import CameraConfig, CaptureOptions
-from trakr.slot import LatestFrameSlot
 
 
 @pytest.fixture
@@ -33,8 +33,13 @@ def mjpeg_camera(sample_clip):
             try:
                 while not stop.is_set():
                     jpg = jpegs[i % len(jpegs)]
-                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                                     + str(len(jpg)).encode() + b"\r\n\r\n" + jpg + b"\r\n")
+                    self.wfile.write(
+                        b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                        + str(len(jpg)).encode()
+                        + b"\r\n\r\n"
+                        + jpg
+                        + b"\r\n"
+                    )
                     i += 1
                     time.sleep(0.1)
             except (BrokenPipeError, ConnectionResetError):
@@ -54,8 +59,12 @@ def _read_for(address, seconds, sample_period=0.0, **opts):
     slot = LatestFrameSlot(1)
     frames = []
     slot.put = frames.append  # an eager consumer: every published frame is taken at once
-    reader = CameraReader(CameraConfig(CameraId=1, Address=address), slot,
-                          CaptureOptions(open_timeout_s=3, read_timeout_s=3, **opts), sample_period_s=sample_period)
+    reader = CameraReader(
+        CameraConfig(CameraId=1, Address=address),
+        slot,
+        CaptureOptions(open_timeout_s=3, read_timeout_s=3, **opts),
+        sample_period_s=sample_period,
+    )
     reader.start()
     time.sleep(seconds)
     reader.stop()

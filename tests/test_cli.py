@@ -1,14 +1,13 @@
 """The ``trakr`` command as a user runs it: config check, refusing bad configs, clean shutdown."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from trakr.alerts import read_alerts
+from trakr.evidence import read_alerts
 
 TRAKR = [sys.executable, "-m", "trakr.cli"]
 SEED = Path(__file__).parent / "data" / "sysconfig.seed.json"
@@ -39,17 +38,35 @@ def test_run_refuses_a_bad_config_naming_camera_field_value():
 
 
 def test_sigterm_stops_cleanly_with_pending_alerts_written(tmp_path, sample_clip):
-    cfg = {"common": {"batch_size": 2, "LoggingLevel": "INFO", "LogFileSave": True, "CamNotReachableLimit": 2,
-                      "alert_url": "http://127.0.0.1:9/api/v1/SECRETTOKEN123/telemetry"},
-           "trakr": {"detector": {"imgsz": 320}, "capture": {"loop_files": True}},
-           "cameras": [{"CameraId": 3, "CamName": "door", "Address": str(sample_clip), "Detection": "person",
-                        "alert_time_pause": 2},
-                       {"CameraId": 4, "Address": "rtsp://admin:hunter2@127.0.0.1:9/x", "Detection": "person"}]}
+    cfg = {
+        "common": {
+            "batch_size": 2,
+            "LoggingLevel": "INFO",
+            "LogFileSave": True,
+            "CamNotReachableLimit": 2,
+            "alert_url": "http://127.0.0.1:9/api/v1/SECRETTOKEN123/telemetry",
+        },
+        "trakr": {"detector": {"imgsz": 320}, "capture": {"loop_files": True}},
+        "cameras": [
+            {
+                "CameraId": 3,
+                "CamName": "door",
+                "Address": str(sample_clip),
+                "Detection": "person",
+                "alert_time_pause": 2,
+            },
+            {"CameraId": 4, "Address": "rtsp://admin:hunter2@127.0.0.1:9/x", "Detection": "person"},
+        ],
+    }
     path = tmp_path / "sys.json"
     path.write_text(json.dumps(cfg))
     out = tmp_path / "out"
-    proc = subprocess.Popen([*TRAKR, "run", "--config", str(path), "--output", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*TRAKR, "run", "--config", str(path), "--output", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not read_alerts(out):
         time.sleep(0.5)
@@ -70,8 +87,15 @@ def test_sigterm_stops_cleanly_with_pending_alerts_written(tmp_path, sample_clip
 
 def test_run_with_a_missing_model_file_says_so(tmp_path):
     path = tmp_path / "sys.json"
-    path.write_text(json.dumps({"common": {}, "trakr": {"detector": {"model_path": str(tmp_path / "ppe.onnx")}},
-                                "cameras": [{"CameraId": 1, "Address": "0"}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "common": {},
+                "trakr": {"detector": {"model_path": str(tmp_path / "ppe.onnx")}},
+                "cameras": [{"CameraId": 1, "Address": "0"}],
+            }
+        )
+    )
     r = _run("run", "--config", str(path), "--duration", "1")
     assert r.returncode == 2
     assert "trakr.detector: model file not found" in r.stderr and "Traceback" not in r.stderr

@@ -19,18 +19,22 @@ import cv2
 import numpy as np
 import pytest
 import supervision as sv
-
 from fake_thingsboard import FakeThingsBoard
 from mqtt_broker import mosquitto  # noqa: F401 - fixture
-from trakr.alerts import Alert, AlertStore
-from trakr.capture import CameraHealth
-from trakr.cloud import Cloud, attach, startup_config
-from trakr.config import parse_config
-from trakr.frame import Frame
-from trakr.outbox import Outbox
 
-TOK = {"alert": "ALERTtok3n1", "roi": "ROItok3n2", "train": "TRAINtok3n3", "health": "HEALTHtok3n4",
-       "attr": "ATTRtok3n5"}
+from trakr.config import parse_config
+from trakr.delivery.cloud import Cloud, attach, startup_config
+from trakr.delivery.outbox import Outbox
+from trakr.evidence import AlertStore
+from trakr.types import Alert, CameraHealth, Frame
+
+TOK = {
+    "alert": "ALERTtok3n1",
+    "roi": "ROItok3n2",
+    "train": "TRAINtok3n3",
+    "health": "HEALTHtok3n4",
+    "attr": "ATTRtok3n5",
+}
 HERE = Path(__file__).resolve().parent
 
 
@@ -40,18 +44,34 @@ def cloud_raw(fake: FakeThingsBoard, version: str = "1", cameras: list | None = 
     return {
         "common": {
             "config_version": version,
-            "alert_url": fake.url(TOK["alert"]), "roi_ip": fake.url(TOK["roi"]),
-            "train_url": fake.url(TOK["train"]), "test_url": fake.url(TOK["health"]),
+            "alert_url": fake.url(TOK["alert"]),
+            "roi_ip": fake.url(TOK["roi"]),
+            "train_url": fake.url(TOK["train"]),
+            "test_url": fake.url(TOK["health"]),
             "cloud_status_ip": fake.url(TOK["attr"], "attributes"),
             "alert_storage_ip": f"{fake.base}/upload/AlertImageData/",
             "train_storage_ip": f"{fake.base}/upload/TrainImageData/",
             "audio_key": {"nohelmet": "m:1", "novest": "m:2"},
             "recommendations": {"nohelmet": "-> Please train workers to enter with proper \n safety helmet"},
-            "enableSpeaker": True, "enableTraining": True, "Alert2Train": True, "CamAliveLimit": 30,
+            "enableSpeaker": True,
+            "enableTraining": True,
+            "Alert2Train": True,
+            "CamAliveLimit": 30,
         },
-        "cameras": cameras if cameras is not None else [
-            {"CameraId": 1, "CamName": "gate", "Address": "0", "Detection": "person", "en_spkr": 1,
-             "train_en": True, "train_time_pause": 10, "Speaker": f"127.0.0.1:{fake.port}"}],
+        "cameras": cameras
+        if cameras is not None
+        else [
+            {
+                "CameraId": 1,
+                "CamName": "gate",
+                "Address": "0",
+                "Detection": "person",
+                "en_spkr": 1,
+                "train_en": True,
+                "train_time_pause": 10,
+                "Speaker": f"127.0.0.1:{fake.port}",
+            }
+        ],
         "trakr": trakr,
     }
 
@@ -64,14 +84,28 @@ def config_of(raw: dict):
 
 def make_alert(i: int, violation: str = "person", roi: str | None = None, speaker: str | None = None) -> Alert:
     t = time.time()
-    return Alert(alert_id=uuid.uuid4().hex, camera_id=1, camera_name="gate", roi=roi, violation=violation,
-                 captured_at=t, created_at=t + 0.05, recommendation="keep out",
-                 objects=[{"class_name": violation, "confidence": 0.9, "xyxy": [1.0, 1.0, 10.0, 10.0]}],
-                 frame_size=(64, 48), speaker=speaker, extra={"i": i})
+    return Alert(
+        alert_id=uuid.uuid4().hex,
+        camera_id=1,
+        camera_name="gate",
+        roi=roi,
+        violation=violation,
+        captured_at=t,
+        created_at=t + 0.05,
+        recommendation="keep out",
+        objects=[{"class_name": violation, "confidence": 0.9, "xyxy": [1.0, 1.0, 10.0, 10.0]}],
+        frame_size=(64, 48),
+        speaker=speaker,
+        extra={"i": i},
+    )
 
 
-DETS = sv.Detections(xyxy=np.array([[4.0, 6.0, 20.0, 40.0]]), confidence=np.array([0.9]), class_id=np.array([0]),
-                     data={"class_name": np.array(["person"])})
+DETS = sv.Detections(
+    xyxy=np.array([[4.0, 6.0, 20.0, 40.0]]),
+    confidence=np.array([0.9]),
+    class_id=np.array([0]),
+    data={"class_name": np.array(["person"])},
+)
 IMAGE = np.full((48, 64, 3), 80, np.uint8)
 
 
@@ -99,8 +133,9 @@ def test_outage_refused_then_503_then_recovery_delivers_all_in_order_once(fake, 
     assert fake.wait_for(lambda: len(fake.received(ok_only=False)) >= 3, 5)
     assert all(r.status == 503 for r in fake.received(ok_only=False))
     fake.mode = "ok"
-    assert fake.wait_for(lambda: len(fake.telemetry_values(TOK["alert"])) >= 16
-                         and len(fake.received("upload")) >= 16, 15), cloud.stats()
+    assert fake.wait_for(
+        lambda: len(fake.telemetry_values(TOK["alert"])) >= 16 and len(fake.received("upload")) >= 16, 15
+    ), cloud.stats()
     time.sleep(0.3)  # nothing more should arrive
     cloud.stop()
     values = fake.telemetry_values(TOK["alert"])
@@ -125,8 +160,9 @@ def test_outage_refused_then_503_then_recovery_delivers_all_in_order_once(fake, 
 WORKER = r"""
 import json, sys, time, uuid, numpy as np, supervision as sv
 sys.path.insert(0, sys.argv[4])
-from trakr.alerts import Alert, AlertStore
-from trakr.cloud import Cloud
+from trakr.evidence import AlertStore
+from trakr.types import Alert
+from trakr.delivery.cloud import Cloud
 from trakr.config import parse_config
 cfg = parse_config(json.load(open(sys.argv[1]))).config
 out, mode = sys.argv[2], sys.argv[3]
@@ -159,8 +195,9 @@ def test_kill_9_with_backlog_then_restart_delivers_everything_once(fake, tmp_pat
     out = tmp_path / "out"
     src = str(HERE.parent / "src")
     fake.mode = "error"  # a backlog builds up
-    proc = subprocess.Popen([sys.executable, str(script), str(cfg_path), str(out), "produce", src],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(cfg_path), str(out), "produce", src], stdout=subprocess.PIPE, text=True
+    )
     n = 0
     deadline = time.monotonic() + 30
     while n < 40 and time.monotonic() < deadline:
@@ -171,8 +208,9 @@ def test_kill_9_with_backlog_then_restart_delivers_everything_once(fake, tmp_pat
     written = sorted(json.loads(p.read_text())["alert_id"] for p in out.glob("alerts/*/*.json"))
     assert len(written) >= 40
     fake.mode = "ok"
-    drain = subprocess.run([sys.executable, str(script), str(cfg_path), str(out), "drain", src],
-                           capture_output=True, text=True, timeout=60)
+    drain = subprocess.run(
+        [sys.executable, str(script), str(cfg_path), str(out), "drain", src], capture_output=True, text=True, timeout=60
+    )
     assert "backlog 0" in drain.stdout, drain.stdout + drain.stderr[-2000:]
     delivered = [v["alert_id"] for v in fake.telemetry_values(TOK["alert"])]
     assert sorted(delivered) == written, drain.stdout  # nothing lost, nothing duplicated
@@ -199,22 +237,31 @@ def test_disk_bound_drops_training_before_alerts_and_reports_it(fake, tmp_path):
     assert st["bytes"] <= 30_000
     fake.accept()
     assert fake.wait_for(lambda: [v["alert_id"] for v in fake.telemetry_values(TOK["alert"])] == alerts, 10)
-    assert fake.wait_for(lambda: any(v.get("outbox_dropped_training", 0) >= 2
-                                     for v in fake.telemetry_values(TOK["health"])), 5)
+    assert fake.wait_for(
+        lambda: any(v.get("outbox_dropped_training", 0) >= 2 for v in fake.telemetry_values(TOK["health"])), 5
+    )
     cloud.stop()
 
 
 def _push_config_pipeline(raw, tmp_path):
     """A real pipeline on the sample clip with the real model (imgsz 320)."""
-    from trakr.onnx_detector import OnnxDetector
+    from trakr.inference.onnx import OnnxDetector
     from trakr.pipeline import Pipeline
 
     return Pipeline(config_of(raw), detector=OnnxDetector(imgsz=320), output_dir=tmp_path / "out")
 
 
 def test_config_push_new_roi_takes_effect_invalid_is_rejected(fake, tmp_path, sample_clip):
-    cams = [{"CameraId": 1, "CamName": "yard", "Address": str(sample_clip), "Detection": "", "CamDelay": 0.3,
-             "alert_time_pause": 1}]
+    cams = [
+        {
+            "CameraId": 1,
+            "CamName": "yard",
+            "Address": str(sample_clip),
+            "Detection": "",
+            "CamDelay": 0.3,
+            "alert_time_pause": 1,
+        }
+    ]
     raw = cloud_raw(fake, cameras=cams, capture={"loop_files": True}, cloud={"long_poll_s": 5, "http_timeout_s": 3})
     raw["common"]["enableTraining"] = False
     path = tmp_path / "sysconfig.json"
@@ -228,9 +275,14 @@ def test_config_push_new_roi_takes_effect_invalid_is_rejected(fake, tmp_path, sa
         assert pipeline.stats.frames_analysed > 0 and not fake.telemetry_values(TOK["alert"])
         new = json.loads(json.dumps(raw))
         new["common"]["config_version"] = "2"
-        new["cameras"][0]["roi_config"] = {"roi_config": {"dock": {  # the clip's walkway: people all along
-            "points": ["0.0,0.33", "0.75,0.25", "1.0,0.45", "1.0,0.85", "0.55,0.65", "0.0,0.45"],
-            "detections": "person"}}}
+        new["cameras"][0]["roi_config"] = {
+            "roi_config": {
+                "dock": {  # the clip's walkway: people all along
+                    "points": ["0.0,0.33", "0.75,0.25", "1.0,0.45", "1.0,0.85", "0.55,0.65", "0.0,0.45"],
+                    "detections": "person",
+                }
+            }
+        }
         del new["trakr"]  # a cloud config without the local section keeps it
         fake.set_shared(TOK["attr"], "sysconfig", json.dumps(new))
         assert fake.wait_for(lambda: any(v["roi"] == "dock" for v in fake.telemetry_values(TOK["alert"])), 10)
@@ -238,17 +290,20 @@ def test_config_push_new_roi_takes_effect_invalid_is_rejected(fake, tmp_path, sa
         saved = json.loads(path.read_text())
         assert saved["common"]["config_version"] == "2" and saved["trakr"] == raw["trakr"]
         assert json.loads((tmp_path / "sysconfig.json.last-good").read_text()) == saved
-        assert fake.wait_for(lambda: any(r.body.get("config_status") == "applied"
-                                         for r in fake.received("attributes", TOK["attr"])), 5)
+        assert fake.wait_for(
+            lambda: any(r.body.get("config_status") == "applied" for r in fake.received("attributes", TOK["attr"])), 5
+        )
         bad = json.loads(json.dumps(new))
         bad["common"]["config_version"] = "3"
         bad["cameras"][0]["CamDelay"] = -5
         assert fake.wait_for(lambda: fake.waiting.get(TOK["attr"], 0) >= 1, 5)
         fake.set_shared(TOK["attr"], "sysconfig", bad)
-        assert fake.wait_for(lambda: any(r.body.get("config_status") == "rejected"
-                                         for r in fake.received("attributes", TOK["attr"])), 10)
-        rejected = [r.body for r in fake.received("attributes", TOK["attr"])
-                    if r.body.get("config_status") == "rejected"][0]
+        assert fake.wait_for(
+            lambda: any(r.body.get("config_status") == "rejected" for r in fake.received("attributes", TOK["attr"])), 10
+        )
+        rejected = [
+            r.body for r in fake.received("attributes", TOK["attr"]) if r.body.get("config_status") == "rejected"
+        ][0]
         assert rejected["config_version"] == "3" and "CamDelay" in rejected["config_errors"]
         assert pipeline.config.common.config_version == "2"  # the old one keeps running
         assert json.loads(path.read_text())["common"]["config_version"] == "2"
@@ -340,8 +395,14 @@ def test_mqtt_telemetry_through_real_mosquitto(fake, tmp_path, mosquitto):  # no
 
 
 def test_speaker_http_driver_sends_audio_key_code_throttled(fake, tmp_path):
-    raw = cloud_raw(fake, speaker={"driver": "http", "url_template": "http://{ip}/speaker/play?code={code}&cam={camera_id}",
-                                   "min_interval_s": 30})
+    raw = cloud_raw(
+        fake,
+        speaker={
+            "driver": "http",
+            "url_template": "http://{ip}/speaker/play?code={code}&cam={camera_id}",
+            "min_interval_s": 30,
+        },
+    )
     cloud = Cloud(config_of(raw), tmp_path)
     cloud.start()
     spk = f"127.0.0.1:{fake.port}"
@@ -376,7 +437,7 @@ def test_speaker_tts_driver_writes_wav_and_runs_player(fake, tmp_path):
 
 
 def test_training_capture_labels_uploads_and_frame_file(fake, tmp_path):
-    from trakr.pipeline import AnalysedFrame
+    from trakr.types import AnalysedFrame
 
     raw = cloud_raw(fake)
     raw["common"].update(enableFrame=True, frameFile="latest.png")
@@ -399,8 +460,7 @@ def test_training_capture_labels_uploads_and_frame_file(fake, tmp_path):
     label = images[0].with_suffix(".txt").read_text()
     assert label == "0 0.187500 0.479167 0.250000 0.708333\n"
     assert (tmp_path / "training" / "classes.txt").read_text() == "person\n"
-    assert fake.wait_for(lambda: len(fake.received("upload")) == 3 and
-                         len(fake.telemetry_values(TOK["train"])) == 3, 5)
+    assert fake.wait_for(lambda: len(fake.received("upload")) == 3 and len(fake.telemetry_values(TOK["train"])) == 3, 5)
     up = fake.received("upload")[0]
     assert up.path == "/upload/TrainImageData/" and up.fields["labels"] == label and up.fields["source"] == "periodic"
     assert sorted(u.files["image"][0] for u in fake.received("upload")) == [p.name for p in images]
@@ -432,10 +492,23 @@ def test_outbox_is_reused_across_restarts(tmp_path, fake):
 
 def test_trakr_run_cloud_config_fetches_and_delivers(fake, tmp_path, sample_clip):
     """The real ``trakr run --cloud_config 1``: newer config fetched and saved, alerts delivered."""
-    cams = [{"CameraId": 3, "CamName": "street", "Address": str(sample_clip), "Detection": "person",
-             "CamDelay": 0.5, "alert_time_pause": 1}]
-    local = cloud_raw(fake, version="1", cameras=cams, detector={"imgsz": 320, "threads": 1},
-                      cloud={"long_poll_s": 2, "http_timeout_s": 3})
+    cams = [
+        {
+            "CameraId": 3,
+            "CamName": "street",
+            "Address": str(sample_clip),
+            "Detection": "person",
+            "CamDelay": 0.5,
+            "alert_time_pause": 1,
+        }
+    ]
+    local = cloud_raw(
+        fake,
+        version="1",
+        cameras=cams,
+        detector={"imgsz": 320, "threads": 1},
+        cloud={"long_poll_s": 2, "http_timeout_s": 3},
+    )
     local["common"]["enableTraining"] = False
     path = tmp_path / "sysconfig.json"
     path.write_text(json.dumps(local))
@@ -444,9 +517,26 @@ def test_trakr_run_cloud_config_fetches_and_delivers(fake, tmp_path, sample_clip
     newer["cameras"][0]["CamName"] = "street-renamed"
     fake.set_shared(TOK["attr"], "sysconfig", newer)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "trakr.cli", "run", "--config", str(path), "--cloud_config", "1",
-                           "--duration", "4", "--output", str(out)], capture_output=True, text=True, timeout=90,
-                          env={**os.environ, "PYTHONPATH": str(HERE.parent / "src")})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trakr.cli",
+            "run",
+            "--config",
+            str(path),
+            "--cloud_config",
+            "1",
+            "--duration",
+            "4",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env={**os.environ, "PYTHONPATH": str(HERE.parent / "src")},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(path.read_text())["common"]["config_version"] == "5"
     written = sorted(json.loads(p.read_text())["alert_id"] for p in out.glob("alerts/*/*.json"))
@@ -475,7 +565,13 @@ def test_reconcile_queues_what_a_crash_left_out(fake, tmp_path):
     cloud = Cloud(cfg, tmp_path)
     assert cloud.reconcile() == 2 and cloud.reconcile() == 0
     keys = {m.key for m in cloud.outbox.pending()}
-    assert keys == {f"alert:{a.alert_id}", f"alert-image:{a.alert_id}", f"alert:{b.alert_id}",
-                    f"alert-image:{b.alert_id}", f"roi:{b.alert_id}", f"alert:{c.alert_id}",
-                    f"alert-image:{c.alert_id}"}
+    assert keys == {
+        f"alert:{a.alert_id}",
+        f"alert-image:{a.alert_id}",
+        f"alert:{b.alert_id}",
+        f"alert-image:{b.alert_id}",
+        f"roi:{b.alert_id}",
+        f"alert:{c.alert_id}",
+        f"alert-image:{c.alert_id}",
+    }
     cloud.stop(drain_s=0)

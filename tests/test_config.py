@@ -8,7 +8,6 @@ import pytest
 from trakr.config import load_config, parse_config, trigger_warnings
 
 
-
 @pytest.fixture(scope="module")
 def seed_raw() -> dict:
     # The seed file is the legacy system's real format; the repository carries a copy so CI
@@ -45,14 +44,24 @@ def test_seed_cameras_list_reports_each_bad_value(seed_raw):
     assert "camera 12: CamDelay = -7: Input should be greater than or equal to 0" in lines
     assert "camera 12: alert_time_pause = -4: Input should be greater than or equal to 0" in lines
     assert "camera 12: ROI_crop_en = -4: Input should be greater than or equal to 0" in lines
-    assert any(l.startswith("camera 12: ROI = 'dggd'") for l in lines)
+    assert any(line.startswith("camera 12: ROI = 'dggd'") for line in lines)
     assert not report.ok
 
 
 def test_legacy_strings_and_flags():
-    raw = {"common": {"workers": "3", "enableAlert": "false", "CamDelay": "2"},
-           "cameras": [{"CameraId": "5", "Address": "0", "train_en": "true", "alert_en": 0,
-                        "alert_time_pause": "7.5", "sd_thresh_limit_x": "120"}]}
+    raw = {
+        "common": {"workers": "3", "enableAlert": "false", "CamDelay": "2"},
+        "cameras": [
+            {
+                "CameraId": "5",
+                "Address": "0",
+                "train_en": "true",
+                "alert_en": 0,
+                "alert_time_pause": "7.5",
+                "sd_thresh_limit_x": "120",
+            }
+        ],
+    }
     r = parse_config(raw)
     assert r.ok
     cam = r.config.cameras[0]
@@ -63,19 +72,26 @@ def test_legacy_strings_and_flags():
 
 
 def test_camera_flags_default_to_common():
-    raw = {"common": {"save_all_inp_img": True},
-           "cameras": [{"CameraId": 1, "Address": "0"}, {"CameraId": 2, "Address": "0", "save_all_inp_img": 0}]}
+    raw = {
+        "common": {"save_all_inp_img": True},
+        "cameras": [{"CameraId": 1, "Address": "0"}, {"CameraId": 2, "Address": "0", "save_all_inp_img": 0}],
+    }
     cfg = parse_config(raw).config
     assert cfg.cam_flag(cfg.cameras[0], "save_all_inp_img") is True
     assert cfg.cam_flag(cfg.cameras[1], "save_all_inp_img") is False
 
 
 def test_bad_polygon_point_and_duplicate_id():
-    raw = {"common": {}, "cameras": [
-        {"CameraId": 1, "Address": "0", "roi_config": {"A": {"points": ["0.1,0.1", "x,2", "0.3,0.3"]}}},
-        {"CameraId": 2, "Address": "0"}, {"CameraId": 2, "Address": "0"}]}
+    raw = {
+        "common": {},
+        "cameras": [
+            {"CameraId": 1, "Address": "0", "roi_config": {"A": {"points": ["0.1,0.1", "x,2", "0.3,0.3"]}}},
+            {"CameraId": 2, "Address": "0"},
+            {"CameraId": 2, "Address": "0"},
+        ],
+    }
     lines = [str(p) for p in parse_config(raw).errors]
-    assert any(l.startswith("camera 1: roi_config.A.points") and "'x,2'" in l for l in lines)
+    assert any(line.startswith("camera 1: roi_config.A.points") and "'x,2'" in line for line in lines)
     assert "camera 2: CameraId = 2: duplicate camera id" in lines
 
 

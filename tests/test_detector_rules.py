@@ -1,14 +1,14 @@
 """The real YOLO11n model on real frames, a user's model with its own class names, and the rules."""
 
+import cv2
 import numpy as np
 import onnx
 import pytest
 import supervision as sv
-import cv2
 
 from trakr.config import CameraConfig, parse_config, trigger_warnings
-from trakr.onnx_detector import OnnxDetector, default_model_path
-from trakr.rules import CameraRules, close_pairs, scale_polygon
+from trakr.inference.onnx import OnnxDetector, default_model_path
+from trakr.rules.zones import CameraRules, close_pairs, scale_polygon
 
 PPE_NAMES = ["nohelmet", "novest", "nomask", "noshoe"] + [f"class{i}" for i in range(4, 80)]
 
@@ -56,11 +56,19 @@ def test_a_users_model_with_its_own_class_names_plugs_in_by_config(tmp_path, fra
             prop.value = str(dict(enumerate(PPE_NAMES)))
     path = tmp_path / "ppe.onnx"
     onnx.save(model, str(path))
-    raw = {"common": {}, "trakr": {"detector": {"model_path": str(path), "imgsz": 416}},
-           "cameras": [{"CameraId": 1, "Address": "0",
-                        "roi_config": {"roi_config": {"gate": {"points": "NA", "detections": "nohelmet"}}}}]}
+    raw = {
+        "common": {},
+        "trakr": {"detector": {"model_path": str(path), "imgsz": 416}},
+        "cameras": [
+            {
+                "CameraId": 1,
+                "Address": "0",
+                "roi_config": {"roi_config": {"gate": {"points": "NA", "detections": "nohelmet"}}},
+            }
+        ],
+    }
     cfg = parse_config(raw).config
-    from trakr.detectors import build_detector
+    from trakr.inference.factory import build_detector
 
     det = build_detector(cfg)
     assert det.class_names[:2] == ["nohelmet", "novest"]
@@ -71,13 +79,20 @@ def test_a_users_model_with_its_own_class_names_plugs_in_by_config(tmp_path, fra
 
 
 def _dets(boxes, names):
-    return sv.Detections(xyxy=np.array(boxes, dtype=float), confidence=np.ones(len(boxes)),
-                         class_id=np.zeros(len(boxes), int), data={"class_name": np.array(names)})
+    return sv.Detections(
+        xyxy=np.array(boxes, dtype=float),
+        confidence=np.ones(len(boxes)),
+        class_id=np.zeros(len(boxes), int),
+        data={"class_name": np.array(names)},
+    )
 
 
 def test_roi_membership_is_by_bottom_centre_anchor():
-    cam = CameraConfig(CameraId=1, Address="0", roi_config={
-        "bottom": {"points": ["0,0.5", "1,0.5", "1,1", "0,1"], "detections": "person"}})
+    cam = CameraConfig(
+        CameraId=1,
+        Address="0",
+        roi_config={"bottom": {"points": ["0,0.5", "1,0.5", "1,1", "0,1"], "detections": "person"}},
+    )
     rules = CameraRules(cam)
     # box mostly in the top half but feet (bottom centre) in the bottom half -> inside
     inside = _dets([[10, 10, 30, 60]], ["person"])
@@ -104,10 +119,13 @@ def test_camera_polygon_limits_camera_wide_triggers_and_roi_en_off_ignores_it():
 def test_social_distancing_flags_close_pairs_only():
     anchors = np.array([[100, 100], [130, 105], [400, 100]], float)
     assert close_pairs(anchors, 50, 20).tolist() == [True, True, False]
-    cam = CameraConfig(CameraId=1, Address="0", Detection="social_distancing",
-                       sd_thresh_limit_x=50, sd_thresh_limit_y=20)
-    dets = _dets([[80, 40, 120, 100], [110, 45, 150, 105], [380, 40, 420, 100], [90, 40, 120, 100]],
-                 ["person", "person", "person", "car"])
+    cam = CameraConfig(
+        CameraId=1, Address="0", Detection="social_distancing", sd_thresh_limit_x=50, sd_thresh_limit_y=20
+    )
+    dets = _dets(
+        [[80, 40, 120, 100], [110, 45, 150, 105], [380, 40, 420, 100], [90, 40, 120, 100]],
+        ["person", "person", "person", "car"],
+    )
     v = CameraRules(cam).evaluate((640, 480), dets)
     assert [x.violation for x in v] == ["social_distancing"]
     assert sorted(v[0].detections.xyxy[:, 0].tolist()) == [80, 110]  # the car is not a person

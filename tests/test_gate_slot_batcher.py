@@ -6,10 +6,10 @@ import time
 import cv2
 import numpy as np
 
-from trakr.batcher import Batcher
-from trakr.frame import Frame
-from trakr.gate import ChangeGate
-from trakr.slot import LatestFrameSlot
+from trakr.capture.batcher import Batcher
+from trakr.capture.gate import ChangeGate
+from trakr.capture.slot import LatestFrameSlot
+from trakr.types import Frame
 
 
 def _frame(cam, seq, t=None, img=None):
@@ -98,4 +98,3 @@ def test_batcher_close_releases_waiters():
     b.add_camera(0)
     threading.Timer(0.1, b.close).start()
     assert b.next_batch() is None
-

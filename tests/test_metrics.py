@@ -9,8 +9,8 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from trakr.cli import default_config_raw
 from trakr.config import parse_config
+from trakr.devtools.demo import default_config_raw
 from trakr.metrics import PipelineMetrics, start_metrics_server
 from trakr.pipeline import Pipeline
 
@@ -63,20 +63,28 @@ def test_metrics_endpoint_of_a_running_pipeline(tmp_path, sample_clip):
 
     cams = [str(c.camera_id) for c in cfg.cameras]
     for cam in cams:
-        for name in ("trakr_camera_frames_captured_total", "trakr_camera_frames_analysed_total",
-                     "trakr_camera_gate_seen_total"):
+        for name in (
+            "trakr_camera_frames_captured_total",
+            "trakr_camera_frames_analysed_total",
+            "trakr_camera_gate_seen_total",
+        ):
             assert _value(second, name, camera=cam) > _value(first, name, camera=cam), (name, cam)
-        for name in ("trakr_camera_frames_dropped_total", "trakr_camera_reconnects_total",
-                     "trakr_camera_gate_passed_total"):
+        for name in (
+            "trakr_camera_frames_dropped_total",
+            "trakr_camera_reconnects_total",
+            "trakr_camera_gate_passed_total",
+        ):
             assert _value(second, name, camera=cam) >= _value(first, name, camera=cam), (name, cam)
         assert _value(second, "trakr_camera_up", camera=cam) == 1.0
         assert 5 < _value(second, "trakr_camera_capture_fps", camera=cam) < 15  # a 10 fps clip
         assert _value(second, "trakr_camera_analysed_fps", camera=cam) > 0
         assert 0 < _value(second, "trakr_camera_gate_pass_rate", camera=cam) <= 1
-        assert _value(second, "trakr_latency_seconds_count", camera=cam) > \
-            _value(first, "trakr_latency_seconds_count", camera=cam)
-        assert _value(second, "trakr_latency_seconds_bucket", camera=cam, le="+Inf") == \
-            _value(second, "trakr_latency_seconds_count", camera=cam)
+        assert _value(second, "trakr_latency_seconds_count", camera=cam) > _value(
+            first, "trakr_latency_seconds_count", camera=cam
+        )
+        assert _value(second, "trakr_latency_seconds_bucket", camera=cam, le="+Inf") == _value(
+            second, "trakr_latency_seconds_count", camera=cam
+        )
     assert _value(second, "trakr_detector_batches_total") > _value(first, "trakr_detector_batches_total") > 0
     assert _value(second, "trakr_detector_inference_seconds_count") == _value(second, "trakr_detector_batches_total")
     assert _value(second, "trakr_detector_batch_fill_count") == _value(second, "trakr_detector_batches_total")
@@ -98,8 +106,14 @@ def test_outbox_metrics_from_any_stats_provider():
 
     class FakeOutbox:
         def stats(self):
-            return {"backlog": 3, "backlog_by_category": {"alert": 2, "health": 1}, "bytes": 1234,
-                    "oldest_age_s": 5.0, "sent.alert": 7, "dropped.training": 2}
+            return {
+                "backlog": 3,
+                "backlog_by_category": {"alert": 2, "health": 1},
+                "bytes": 1234,
+                "oldest_age_s": 5.0,
+                "sent.alert": 7,
+                "dropped.training": 2,
+            }
 
     m = PipelineMetrics(Pipeline(cfg, detector=object()), process=False)
     m.watch_outbox(FakeOutbox())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from trakr.outbox import OK, REJECT, RETRY, Outbox, Outcome, Sender
+from trakr.delivery.outbox import OK, REJECT, RETRY, Outbox, Outcome, Sender
 
 
 def _alert(box: Outbox, i: int, pad: int = 0) -> bool:

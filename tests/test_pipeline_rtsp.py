@@ -5,32 +5,39 @@ import json
 import socket
 import threading
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import supervision as sv
-
 from helpers import wait_until as _wait
-from trakr.alerts import read_alerts
+
 from trakr.config import parse_config
+from trakr.evidence import read_alerts
 from trakr.pipeline import Pipeline
-from trakr.rules import scale_polygon
+from trakr.rules.zones import scale_polygon
 
 WALKWAY = ["0.0,0.33", "0.75,0.25", "1.0,0.45", "1.0,0.85", "0.55,0.65", "0.0,0.45"]
-FAST = {"detector": {"imgsz": 320}, "capture": {"open_timeout_s": 2, "read_timeout_s": 2, "backoff_min_s": 0.3,
-                                                "backoff_max_s": 2}}
+FAST = {
+    "detector": {"imgsz": 320},
+    "capture": {"open_timeout_s": 2, "read_timeout_s": 2, "backoff_min_s": 0.3, "backoff_max_s": 2},
+}
 
 
 def _config(cameras, **common):
-    return parse_config({"common": {"batch_size": 4, "CamNotReachableLimit": 2, **common},
-                         "trakr": FAST, "cameras": cameras}).config
+    return parse_config(
+        {"common": {"batch_size": 4, "CamNotReachableLimit": 2, **common}, "trakr": FAST, "cameras": cameras}
+    ).config
 
 
 def _walkway_cam(cid, url, pause=4.0):
-    return {"CameraId": cid, "CamName": f"cam{cid}", "Address": url, "alert_time_pause": pause,
-            "roi_config": {"roi_config": {"walkway": {"points": WALKWAY, "detections": "person"}}}}
+    return {
+        "CameraId": cid,
+        "CamName": f"cam{cid}",
+        "Address": url,
+        "alert_time_pause": pause,
+        "roi_config": {"roi_config": {"walkway": {"points": WALKWAY, "detections": "person"}}},
+    }
 
 
 def test_four_rtsp_cameras_raise_throttled_person_alerts_inside_the_walkway(rtsp_server, tmp_path):
@@ -88,11 +95,13 @@ def silent_server():
 
 
 def test_camera_dies_and_recovers_while_others_keep_alerting(rtsp_server, rtsp_server_fn, silent_server, tmp_path):
-    cams = [_walkway_cam(0, rtsp_server_fn.url(0), pause=2.0),
-            _walkway_cam(1, rtsp_server.url(1), pause=2.0),
-            _walkway_cam(2, rtsp_server.url(2), pause=2.0),
-            _walkway_cam(7, f"rtsp://127.0.0.1:{silent_server}/hung", pause=2.0),
-            _walkway_cam(8, "no-such-file.mp4", pause=2.0)]
+    cams = [
+        _walkway_cam(0, rtsp_server_fn.url(0), pause=2.0),
+        _walkway_cam(1, rtsp_server.url(1), pause=2.0),
+        _walkway_cam(2, rtsp_server.url(2), pause=2.0),
+        _walkway_cam(7, f"rtsp://127.0.0.1:{silent_server}/hung", pause=2.0),
+        _walkway_cam(8, "no-such-file.mp4", pause=2.0),
+    ]
     events = []
     p = Pipeline(_config(cams), output_dir=tmp_path, health_sinks=[events.append])
     t_start = time.monotonic()
@@ -125,6 +134,8 @@ def test_camera_dies_and_recovers_while_others_keep_alerting(rtsp_server, rtsp_s
         p.stop()
     states = [(e.camera_id, e.state) for e in events if e.camera_id == 0]
     assert states == [(0, "up"), (0, "down"), (0, "up")]  # each change reported once
-    print(f"good cameras up after {up_after:.2f}s; camera 0 down {down_after:.2f}s after its server died, "
-          f"up again {recovery_s:.2f}s after the server restarted")
+    print(
+        f"good cameras up after {up_after:.2f}s; camera 0 down {down_after:.2f}s after its server died, "
+        f"up again {recovery_s:.2f}s after the server restarted"
+    )
     assert p.cameras()[0].reader.stats.reconnects >= 1

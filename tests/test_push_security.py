@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fake_thingsboard import FakeThingsBoard
-from trakr.cloud import Cloud
+
 from trakr.config import parse_config
-from trakr.push_policy import vet_push
-from trakr.speaker import deliver_tts
-from trakr.outbox import OK, Message
+from trakr.delivery.cloud import Cloud
+from trakr.delivery.outbox import OK, Message
+from trakr.delivery.push_policy import vet_push
+from trakr.delivery.speaker import deliver_tts
 
 HERE = Path(__file__).resolve().parent
 
@@ -38,23 +38,32 @@ def base_raw(fake: FakeThingsBoard, tmp_path: Path, marker: Path) -> dict:
     recorder = tmp_path / "recorder.py"
     recorder.write_text(RECORDER)
     return {
-        "common": {"config_version": "1", "cloud_status_ip": fake.url("ATTRtok", "attributes"),
-                   "enableSpeaker": True, "recommendations": {"person": "-f/etc/passwd"}},
+        "common": {
+            "config_version": "1",
+            "cloud_status_ip": fake.url("ATTRtok", "attributes"),
+            "enableSpeaker": True,
+            "recommendations": {"person": "-f/etc/passwd"},
+        },
         "cameras": [{"CameraId": 1, "Address": "0", "Detection": "person", "en_spkr": 1}],
-        "trakr": {"speaker": {"driver": "tts", "tts_command": [sys.executable, str(recorder), "{wav}", str(marker)]},
-                  "cloud": {"http_timeout_s": 3}},
+        "trakr": {
+            "speaker": {"driver": "tts", "tts_command": [sys.executable, str(recorder), "{wav}", str(marker)]},
+            "cloud": {"http_timeout_s": 3},
+        },
     }
 
 
-@pytest.mark.parametrize("trakr_push, field", [
-    ({"speaker": {"tts_command": ["sh", "-c", "id > /tmp/pwned"]}}, "trakr.speaker.tts_command"),
-    ({"speaker": {"player_command": ["sh", "-c", "id"]}}, "trakr.speaker.player_command"),
-    ({"output": {"directory": "/etc"}}, "trakr.output.directory"),
-    ({"outbox": {"path": "/"}}, "trakr.outbox.path"),
-    ({"detector": {"model_path": "/tmp/evil.onnx"}}, "trakr.detector.model_path"),
-    ({"metrics": {"host": "0.0.0.0", "port": 9100}}, "trakr.metrics.host"),
-    ({"cloud": {"enabled": False}}, "trakr.cloud.enabled"),
-])
+@pytest.mark.parametrize(
+    "trakr_push, field",
+    [
+        ({"speaker": {"tts_command": ["sh", "-c", "id > /tmp/pwned"]}}, "trakr.speaker.tts_command"),
+        ({"speaker": {"player_command": ["sh", "-c", "id"]}}, "trakr.speaker.player_command"),
+        ({"output": {"directory": "/etc"}}, "trakr.output.directory"),
+        ({"outbox": {"path": "/"}}, "trakr.outbox.path"),
+        ({"detector": {"model_path": "/tmp/evil.onnx"}}, "trakr.detector.model_path"),
+        ({"metrics": {"host": "0.0.0.0", "port": 9100}}, "trakr.metrics.host"),
+        ({"cloud": {"enabled": False}}, "trakr.cloud.enabled"),
+    ],
+)
 def test_push_of_a_local_only_setting_is_refused_naming_it(fake, tmp_path, trakr_push, field):
     marker = tmp_path / "tts.log"
     raw = base_raw(fake, tmp_path, marker)
@@ -78,8 +87,11 @@ def test_push_of_a_local_only_setting_is_refused_naming_it(fake, tmp_path, trakr
 def test_push_of_allowed_options_is_applied_and_keeps_local_commands(fake, tmp_path):
     marker = tmp_path / "tts.log"
     raw = base_raw(fake, tmp_path, marker)
-    pushed = {"common": dict(raw["common"], config_version="2"), "cameras": raw["cameras"],
-              "trakr": {"gate": {"keyframe_s": 2.0}, "speaker": {"min_interval_s": 3}}}
+    pushed = {
+        "common": dict(raw["common"], config_version="2"),
+        "cameras": raw["cameras"],
+        "trakr": {"gate": {"keyframe_s": 2.0}, "speaker": {"min_interval_s": 3}},
+    }
     applied = []
     cloud = Cloud(parse_config(raw).config, tmp_path / "out", cloud_config=True, on_config=applied.append)
     try:
@@ -92,12 +104,15 @@ def test_push_of_allowed_options_is_applied_and_keeps_local_commands(fake, tmp_p
         cloud.outbox.close()
 
 
-@pytest.mark.parametrize("pushed, reason", [
-    ({"common": [], "cameras": []}, "common"),
-    ({"cameras": []}, "common"),
-    ({"common": {"config_version": "9"}, "cameras": []}, "cloud_status_ip"),
-    ({"common": {"config_version": "9", "cloud_status_ip": "NA"}, "cameras": []}, "cloud_status_ip"),
-])
+@pytest.mark.parametrize(
+    "pushed, reason",
+    [
+        ({"common": [], "cameras": []}, "common"),
+        ({"cameras": []}, "common"),
+        ({"common": {"config_version": "9"}, "cameras": []}, "cloud_status_ip"),
+        ({"common": {"config_version": "9", "cloud_status_ip": "NA"}, "cameras": []}, "cloud_status_ip"),
+    ],
+)
 def test_push_that_would_cut_the_box_off_is_refused_and_not_saved(fake, tmp_path, pushed, reason):
     marker = tmp_path / "tts.log"
     raw = base_raw(fake, tmp_path, marker)
@@ -122,7 +137,7 @@ def test_frame_file_outside_the_output_directory_is_a_config_error(frame_file):
 
 
 def test_frame_file_symlink_out_of_the_output_directory_is_not_followed(tmp_path):
-    from trakr.training import FrameWriter
+    from trakr.delivery.training import FrameWriter
 
     out = tmp_path / "out"
     out.mkdir()
@@ -133,16 +148,26 @@ def test_frame_file_symlink_out_of_the_output_directory_is_not_followed(tmp_path
 
 
 def test_text_placeholder_in_a_command_is_refused():
-    report = parse_config({"common": {}, "cameras": [],
-                           "trakr": {"speaker": {"tts_command": ["espeak-ng", "-w", "{wav}", "{text}"]}}})
+    report = parse_config(
+        {"common": {}, "cameras": [], "trakr": {"speaker": {"tts_command": ["espeak-ng", "-w", "{wav}", "{text}"]}}}
+    )
     assert any("tts_command" in p.field and "standard input" in p.message for p in report.errors)
 
 
 def test_recommendation_text_reaches_tts_on_stdin_never_as_an_option(fake, tmp_path):
     marker = tmp_path / "tts.log"
     cfg = parse_config(base_raw(fake, tmp_path, marker)).config
-    msg = Message(id=1, key="speaker:x", channel="tts", category="speaker", created=time.time(), attempts=0,
-                  payload={"violation": "../../x", "camera_id": 1, "text": "-f/etc/passwd"}, file=None, size=0)
+    msg = Message(
+        id=1,
+        key="speaker:x",
+        channel="tts",
+        category="speaker",
+        created=time.time(),
+        attempts=0,
+        payload={"violation": "../../x", "camera_id": 1, "text": "-f/etc/passwd"},
+        file=None,
+        size=0,
+    )
     outcome = deliver_tts(cfg.trakr.speaker, tmp_path, msg)
     assert outcome.status == OK, outcome
     call = json.loads(marker.read_text().splitlines()[0])
@@ -154,7 +179,7 @@ def test_recommendation_text_reaches_tts_on_stdin_never_as_an_option(fake, tmp_p
 def test_real_espeak_speaks_option_like_text_instead_of_reading_the_file(tmp_path):
     """espeak-ng with the default command: '-f<file>' is spoken as words, so the WAV is short."""
     from trakr.config import SpeakerOptions
-    from trakr.speaker import synthesize
+    from trakr.delivery.speaker import synthesize
 
     secret = tmp_path / "secret.txt"
     secret.write_text("this is a long secret text that must never be read aloud " * 20)
@@ -166,11 +191,23 @@ def test_real_espeak_speaks_option_like_text_instead_of_reading_the_file(tmp_pat
 
 def test_vet_push_merges_allowed_options_over_local():
     local = {"common": {"cloud_status_ip": "http://tb/a"}, "cameras": [], "trakr": {"gate": {"width": 100}}}
-    raw, refused = vet_push({"common": {"cloud_status_ip": "http://tb/a"}, "cameras": [],
-                             "trakr": {"gate": {"keyframe_s": 1}, "speaker": {"driver": "http"}}}, local)
+    raw, refused = vet_push(
+        {
+            "common": {"cloud_status_ip": "http://tb/a"},
+            "cameras": [],
+            "trakr": {"gate": {"keyframe_s": 1}, "speaker": {"driver": "http"}},
+        },
+        local,
+    )
     assert refused == ["trakr.speaker.driver: local-only setting; a config pushed from the cloud cannot change it"]
-    raw, refused = vet_push({"common": {"cloud_status_ip": "http://tb/a"}, "cameras": [],
-                             "trakr": {"gate": {"keyframe_s": 1, "width": 100}}}, local)
+    raw, refused = vet_push(
+        {
+            "common": {"cloud_status_ip": "http://tb/a"},
+            "cameras": [],
+            "trakr": {"gate": {"keyframe_s": 1, "width": 100}},
+        },
+        local,
+    )
     assert not refused and raw["trakr"] == {"gate": {"width": 100, "keyframe_s": 1}}
 
 

@@ -23,13 +23,14 @@ import psutil
 import pytest
 import redis
 import supervision as sv
+from helpers import free_port
+from helpers import wait_until as _wait
 
-from helpers import free_port, wait_until as _wait
 from trakr.config import RedisOptions, parse_config
-from trakr.media import sample_clip_path
-from trakr.onnx_detector import OnnxDetector
-from trakr.redis_detector import RedisDetector, RemoteDetectorError, with_redis_backend
-from trakr.redis_protocol import ProtocolError, decode_request, decode_result, encode_request, encode_result
+from trakr.devtools.media import sample_clip_path
+from trakr.inference.onnx import OnnxDetector
+from trakr.inference.protocol import ProtocolError, decode_request, decode_result, encode_request, encode_result
+from trakr.inference.redis_client import RedisDetector, RemoteDetectorError, with_redis_backend
 
 IMGSZ = 320
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,9 +53,23 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([self.exe, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-                                      "--appendonly", "no", "--dir", str(self.tmp)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [
+                self.exe,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.tmp),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
         r = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
         end = time.monotonic() + 10
         while time.monotonic() < end:
@@ -89,10 +104,26 @@ class Workers:
 
     def start(self, url: str, name: str, *extra: str) -> subprocess.Popen:
         log = open(self.tmp / f"{name}.log", "w")
-        cmd = [sys.executable, "-m", "trakr.cli", "worker", "--redis", url, "--imgsz", str(IMGSZ), "--threads", "1",
-               "--batch", "8", "--name", name, *extra]
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        cmd = [
+            sys.executable,
+            "-m",
+            "trakr.cli",
+            "worker",
+            "--redis",
+            url,
+            "--imgsz",
+            str(IMGSZ),
+            "--threads",
+            "1",
+            "--batch",
+            "8",
+            "--name",
+            name,
+            *extra,
+        ]
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        )
         self.procs[name] = proc
         return proc
 
@@ -166,8 +197,14 @@ def test_protocol_round_trip_and_errors():
     img = np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)
     fields = encode_request("c:1", "trakr:results:c", [img, img], "raw", 0.3, 0.6, 1500)
     req = decode_request({k.encode(): v if isinstance(v, bytes) else v.encode() for k, v in fields.items()})
-    assert (req.batch_id, req.reply, req.size, req.confidence, req.iou, req.ttl_ms) == ("c:1", "trakr:results:c",
-                                                                                        (64, 64), 0.3, 0.6, 1500)
+    assert (req.batch_id, req.reply, req.size, req.confidence, req.iou, req.ttl_ms) == (
+        "c:1",
+        "trakr:results:c",
+        (64, 64),
+        0.3,
+        0.6,
+        1500,
+    )
     assert all((f == img).all() for f in req.frames)
     jpeg = decode_request(encode_request("c:2", "r", [img], "jpeg", 0.3, 0.6, 0, quality=90))
     assert jpeg.frames[0].shape == img.shape
@@ -188,8 +225,8 @@ def test_run_redis_option_switches_the_backend():
 
 
 def test_worker_merges_clients_batches_skips_expired_and_answers_bad_requests(redis_server, clip_frames):
-    from trakr.detector import letterbox
-    from trakr.worker import Worker
+    from trakr.inference.base import letterbox
+    from trakr.inference.worker import Worker
 
     url = redis_server.url(5)
     r = redis.Redis.from_url(url)
@@ -203,12 +240,12 @@ def test_worker_merges_clients_batches_skips_expired_and_answers_bad_requests(re
     w.run(max_seconds=1.5)
     assert (w.stats.runs, w.stats.requests, w.stats.frames, w.stats.expired, w.stats.errors) == (1, 3, 6, 1, 1)
     for c in ("a", "b", "c"):
-        (_, fields), = r.xrange(f"res:{c}")
+        ((_, fields),) = r.xrange(f"res:{c}")
         res = decode_result(fields)
         assert res.status == "ok" and res.worker == "inproc" and len(res.detections) == 2
         assert len(res.detections[0]) > 0 and res.detections[0][:, :4].max() <= IMGSZ
     assert r.xlen("res:old") == 0
-    (_, fields), = r.xrange("res:new")
+    ((_, fields),) = r.xrange("res:new")
     assert decode_result(fields).status == "error" and b"version" in fields[b"error"]
     assert r.xlen("trakr:frames") == 0 and r.xpending("trakr:frames", "trakr-workers")["pending"] == 0
     assert 0 < r.ttl("res:a") <= 3600
@@ -224,7 +261,7 @@ def test_two_workers_give_the_embedded_detections(redis_server, workers, clip_fr
     workers.wait_ready(url, ["w1", "w2"])
     raw, jpeg = _detector(url, encoding="raw", max_inflight=4), _detector(url, encoding="jpeg", jpeg_quality=90)
     try:
-        batches = [clip_frames[i:i + 4] for i in range(0, 16, 4)]
+        batches = [clip_frames[i : i + 4] for i in range(0, 16, 4)]
         out: dict[int, list] = {}
 
         def send(i):
@@ -277,7 +314,7 @@ def test_worker_killed_mid_batch_is_reclaimed_and_answered_once(redis_server, wo
     def client(k):
         for i in range(6):
             try:
-                results.append(len(det.detect(clip_frames[(k * 6 + i) % 16:(k * 6 + i) % 16 + 2])))
+                results.append(len(det.detect(clip_frames[(k * 6 + i) % 16 : (k * 6 + i) % 16 + 2])))
             except Exception as e:  # noqa: BLE001 - the test asserts there are none
                 errors.append(e)
 
@@ -312,13 +349,23 @@ def test_redis_restart_mid_run_pipeline_resumes(tmp_path, workers):
         url = server.url(0)
         workers.start(url, "r1")
         workers.wait_ready(url, ["r1"])
-        cfg = parse_config({
-            "common": {"batch_size": 2, "ServerNotReachableLimit": 100},
-            "trakr": {"detector": {"imgsz": IMGSZ, "backend": "redis"}, "gate": {"enabled": False},
-                      "capture": {"loop_files": True},
-                      "redis": {"url": url, "result_timeout_s": 1.0, "socket_timeout_s": 0.5,
-                                "fallback_to_embedded": False}},
-            "cameras": [{"CameraId": 1, "Address": str(sample_clip_path()), "Detection": "person"}]}).config
+        cfg = parse_config(
+            {
+                "common": {"batch_size": 2, "ServerNotReachableLimit": 100},
+                "trakr": {
+                    "detector": {"imgsz": IMGSZ, "backend": "redis"},
+                    "gate": {"enabled": False},
+                    "capture": {"loop_files": True},
+                    "redis": {
+                        "url": url,
+                        "result_timeout_s": 1.0,
+                        "socket_timeout_s": 0.5,
+                        "fallback_to_embedded": False,
+                    },
+                },
+                "cameras": [{"CameraId": 1, "Address": str(sample_clip_path()), "Detection": "person"}],
+            }
+        ).config
         p = Pipeline(cfg, output_dir=tmp_path / "out")
         p.start()
         try:
@@ -339,8 +386,13 @@ def test_redis_restart_mid_run_pipeline_resumes(tmp_path, workers):
 
 def test_server_down_falls_back_to_embedded_and_recovers(redis_server, workers, clip_frames):
     url = redis_server.url(3)
-    det = RedisDetector(url, RedisOptions(result_timeout_s=0.4, probe_interval_s=0.3, socket_timeout_s=1.0),
-                        imgsz=IMGSZ, server_not_reachable_limit=2, threads=1)
+    det = RedisDetector(
+        url,
+        RedisOptions(result_timeout_s=0.4, probe_interval_s=0.3, socket_timeout_s=1.0),
+        imgsz=IMGSZ,
+        server_not_reachable_limit=2,
+        threads=1,
+    )
     states: list[str] = []
     det.health_hooks.append(states.append)
     try:
@@ -369,12 +421,19 @@ def test_overload_one_slow_worker_bounded_inflight_drops_counted(redis_server, w
     workers.start(url, "slow", "--delay-ms", "250")
     workers.wait_ready(url, ["slow"])
     clip = str(sample_clip_path())
-    cfg = parse_config({
-        "common": {"batch_size": 2},
-        "trakr": {"detector": {"imgsz": IMGSZ, "backend": "redis"}, "gate": {"enabled": False},
-                  "batch": {"max_inflight": 4}, "capture": {"loop_files": True},
-                  "redis": {"url": url, "max_inflight": 2, "result_timeout_s": 5.0, "encoding": "jpeg"}},
-        "cameras": [{"CameraId": i, "Address": clip, "Detection": "person"} for i in range(6)]}).config
+    cfg = parse_config(
+        {
+            "common": {"batch_size": 2},
+            "trakr": {
+                "detector": {"imgsz": IMGSZ, "backend": "redis"},
+                "gate": {"enabled": False},
+                "batch": {"max_inflight": 4},
+                "capture": {"loop_files": True},
+                "redis": {"url": url, "max_inflight": 2, "result_timeout_s": 5.0, "encoding": "jpeg"},
+            },
+            "cameras": [{"CameraId": i, "Address": clip, "Detection": "person"} for i in range(6)],
+        }
+    ).config
     p = Pipeline(cfg, output_dir=tmp_path / "out")
     r = redis.Redis.from_url(url)
     proc = psutil.Process()

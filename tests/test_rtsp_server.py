@@ -8,7 +8,7 @@ import time
 import cv2
 import pytest
 
-from trakr.rtsp_server import RtspServer
+from trakr.devtools.rtsp_server import RtspServer
 
 WIDTH, HEIGHT = 768, 576
 WINDOW_S = 3.0
@@ -51,8 +51,7 @@ def test_two_mounts_real_time_with_timestamps_and_restart(rtsp_server_fn: RtspSe
     server = rtsp_server_fn
     results: list[dict] = [{}, {}]
     threads = [
-        threading.Thread(target=_read_for, args=(server.url(i), WINDOW_S, results[i]), daemon=True)
-        for i in range(2)
+        threading.Thread(target=_read_for, args=(server.url(i), WINDOW_S, results[i]), daemon=True) for i in range(2)
     ]
     for t in threads:
         t.start()

@@ -1,9 +1,9 @@
 """The ``trakr`` command.
 
-    trakr run                              # embedded demo: 4 sample cameras from the real clip
-    trakr run --config sysconfig.json      # a site's config, until Ctrl-C / SIGTERM
-    trakr config check sysconfig.json      # validate and show cameras, ROIs and triggers
-    trakr config default                   # print the embedded default config
+trakr run                              # embedded demo: 4 sample cameras from the real clip
+trakr run --config sysconfig.json      # a site's config, until Ctrl-C / SIGTERM
+trakr config check sysconfig.json      # validate and show cameras, ROIs and triggers
+trakr config default                   # print the embedded default config
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import signal
 import sys
 import threading
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Optional
 
@@ -24,6 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from trakr.config import ConfigReport, Problem, SysConfig, load_config, parse_config, trigger_warnings
+from trakr.devtools.demo import default_config_raw
 from trakr.logs import redact, setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Camera-based site-safety analytics at the edge.")
@@ -32,15 +32,6 @@ app.add_typer(config_app, name="config")
 console = Console(emoji=False)
 err = Console(stderr=True, emoji=False, soft_wrap=True)
 log = logging.getLogger("trakr.cli")
-
-
-def default_config_raw() -> dict:
-    """The embedded default: sample cameras reading the real clip (fetched on first use)."""
-    from trakr.media import sample_clip_path
-
-    text = resources.files("trakr").joinpath("default_config.json").read_text()
-    text = text.replace('"{sample_clip}"', json.dumps(str(sample_clip_path())))
-    return json.loads(text)
 
 
 def _load(config: Optional[Path], sample_cameras: bool) -> ConfigReport:
@@ -52,8 +43,8 @@ def _load(config: Optional[Path], sample_cameras: bool) -> ConfigReport:
 
 def _model_class_names(cfg: SysConfig) -> list[str] | None:
     try:
-        from trakr.onnx_detector import open_session
-        from trakr.detector import class_names_from_metadata
+        from trakr.inference.base import class_names_from_metadata
+        from trakr.inference.onnx import open_session
 
         sess = open_session(cfg.trakr.detector.model_path, threads=1)
         return class_names_from_metadata(sess.get_modelmeta().custom_metadata_map)
@@ -73,12 +64,24 @@ def _camera_table(cfg: SysConfig) -> Table:
     for col in ("id", "name", "address", "CamDelay s", "camera triggers", "ROIs (triggers)", "alerts"):
         t.add_column(col)
     for cam in cfg.cameras:
-        rois = "\n".join(f"{n}: {':'.join(r.detections) or '-'}{' (whole frame)' if not r.points else ''}"
-                         for n, r in cam.roi_config.items()) or "-"
+        rois = (
+            "\n".join(
+                f"{n}: {':'.join(r.detections) or '-'}{' (whole frame)' if not r.points else ''}"
+                for n, r in cam.roi_config.items()
+            )
+            or "-"
+        )
         area = "" if not cam.polygon else " (polygon)"
         alerts = "on" if cfg.common.enable_alert and cam.alert_en else "off"
-        t.add_row(str(cam.camera_id), cam.name, redact(cam.address), f"{cfg.cam_delay(cam):g}",
-                  (":".join(cam.detection) or "-") + area, rois, f"{alerts}, pause {cam.alert_time_pause:g}s")
+        t.add_row(
+            str(cam.camera_id),
+            cam.name,
+            redact(cam.address),
+            f"{cfg.cam_delay(cam):g}",
+            (":".join(cam.detection) or "-") + area,
+            rois,
+            f"{alerts}, pause {cam.alert_time_pause:g}s",
+        )
     return t
 
 
@@ -94,8 +97,11 @@ def config_check(
         if names is not None:
             report.problems += trigger_warnings(report.config, names)
         else:
-            report.problems.append(Problem("trakr", "detector.model_path",
-                                           report.config.trakr.detector.model_path, "model cannot be loaded"))
+            report.problems.append(
+                Problem(
+                    "trakr", "detector.model_path", report.config.trakr.detector.model_path, "model cannot be loaded"
+                )
+            )
     _print_problems(report)
     if report.config is not None:
         console.print(_camera_table(report.config))
@@ -117,13 +123,24 @@ def run(
     duration: Optional[float] = typer.Option(None, help="Stop after this many seconds (default: until Ctrl-C)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output directory (overrides the config)."),
     log_level: Optional[str] = typer.Option(None, help="Override LoggingLevel."),
-    redis_url: Optional[str] = typer.Option(None, "--redis", help="redis://host:port/db: run the model on 'trakr worker' processes."),
-    metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="Serve Prometheus /metrics on this port (overrides trakr.metrics.port)."),
-    cloud_config: int = typer.Option(0, "--cloud_config", "--cloud-config", min=0, max=1, help="1: fetch the config from cloud_status_ip at start and apply configs pushed while running; 0: local file only."),
+    redis_url: Optional[str] = typer.Option(
+        None, "--redis", help="redis://host:port/db: run the model on 'trakr worker' processes."
+    ),
+    metrics_port: Optional[int] = typer.Option(
+        None, "--metrics-port", help="Serve Prometheus /metrics on this port (overrides trakr.metrics.port)."
+    ),
+    cloud_config: int = typer.Option(
+        0,
+        "--cloud_config",
+        "--cloud-config",
+        min=0,
+        max=1,
+        help="1: fetch the config from cloud_status_ip at start and apply configs pushed while running; 0: local file only.",
+    ),
 ) -> None:
     """Run the pipeline until Ctrl-C / SIGTERM (or --duration); alerts land in the output directory."""
     if config is not None:  # local file (or its .last-good copy), updated from the cloud with --cloud_config 1
-        from trakr.cloud import startup_config
+        from trakr.delivery.cloud import startup_config
 
         report = startup_config(config, bool(cloud_config), "sample_cameras" if sample_cameras else "cameras")
     else:
@@ -134,7 +151,7 @@ def run(
         raise typer.Exit(2)
     cfg = report.config
     if redis_url:
-        from trakr.redis_detector import with_redis_backend
+        from trakr.inference.redis_client import with_redis_backend
 
         cfg = with_redis_backend(cfg, redis_url)
     out = Path(output or cfg.trakr.output.directory)
@@ -143,14 +160,14 @@ def run(
     for p in report.problems:
         log.warning("config: %s", redact(str(p)))
 
-    from trakr.detectors import build_detector
+    from trakr.inference.factory import build_detector
     from trakr.pipeline import Pipeline
 
     try:
         detector = build_detector(cfg)
     except Exception as e:  # a missing model file or an unusable provider: say so, don't trace
         err.print(f"[red]error[/]: trakr.detector: {escape(redact(e))}")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     pipeline = Pipeline(cfg, detector=detector, output_dir=out)
     metrics = None
     if metrics_port is not None or cfg.trakr.metrics.port is not None:
@@ -166,7 +183,7 @@ def run(
 
     signal.signal(signal.SIGINT, _signal)
     signal.signal(signal.SIGTERM, _signal)
-    from trakr.cloud import attach
+    from trakr.delivery.cloud import attach
 
     link = attach(pipeline, cfg, config_path=config, cloud_config=bool(cloud_config) and config is not None)
     if metrics is not None:
@@ -181,9 +198,11 @@ def run(
     console.print(status_table(pipeline, time.monotonic() - t0))
     console.print(f"{pipeline.stats.alerts} alert(s) written under {out}/alerts")
     ob = link.last_stats
-    console.print(f"outbox: {ob['backlog']} message(s) pending, {ob['bytes'] / 1e6:.1f} MB; "
-                  f"sent {sum(v for k, v in ob.items() if k.startswith('sent.'))}, "
-                  f"dropped {sum(v for k, v in ob.items() if k.startswith('dropped.'))}")
+    console.print(
+        f"outbox: {ob['backlog']} message(s) pending, {ob['bytes'] / 1e6:.1f} MB; "
+        f"sent {sum(v for k, v in ob.items() if k.startswith('sent.'))}, "
+        f"dropped {sum(v for k, v in ob.items() if k.startswith('dropped.'))}"
+    )
 
 
 def status_table(pipeline, elapsed: float) -> Table:
@@ -197,31 +216,55 @@ def status_table(pipeline, elapsed: float) -> Table:
         g = gate.get(cid)
         analysed = pipeline.stats.analysed_per_camera.get(cid, 0)
         slot = pipeline.batcher.slots.get(cid)
-        t.add_row(cam.label, st.state, f"{st.frames_read / elapsed:.1f}", f"{analysed / elapsed:.1f}",
-                  f"{g.pass_rate:.0%}" if g else "-", str(slot.dropped if slot else 0), str(st.reconnects))
+        t.add_row(
+            cam.label,
+            st.state,
+            f"{st.frames_read / elapsed:.1f}",
+            f"{analysed / elapsed:.1f}",
+            f"{g.pass_rate:.0%}" if g else "-",
+            str(slot.dropped if slot else 0),
+            str(st.reconnects),
+        )
     return t
 
 
 @app.command()
 def worker(
     redis_url: str = typer.Option(..., "--redis", help="redis://host:port/db of the Redis the clients use."),
-    batch: int = typer.Option(8, "--batch", min=1, help="Most frames per model run (batches of several clients are merged)."),
-    provider: list[str] = typer.Option(["CPUExecutionProvider"], "--provider",
-                                       help="ONNX Runtime provider, in order of preference (repeat): "
-                                            "CPUExecutionProvider, CUDAExecutionProvider, TensorrtExecutionProvider."),
-    imgsz: int = typer.Option(416, "--imgsz", help="Warm-up input size; each request runs at the size its client sent."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Ultralytics-format ONNX model; default: bundled YOLO11n."),
+    batch: int = typer.Option(
+        8, "--batch", min=1, help="Most frames per model run (batches of several clients are merged)."
+    ),
+    provider: list[str] = typer.Option(
+        ["CPUExecutionProvider"],
+        "--provider",
+        help="ONNX Runtime provider, in order of preference (repeat): "
+        "CPUExecutionProvider, CUDAExecutionProvider, TensorrtExecutionProvider.",
+    ),
+    imgsz: int = typer.Option(
+        416, "--imgsz", help="Warm-up input size; each request runs at the size its client sent."
+    ),
+    model: Optional[Path] = typer.Option(
+        None, "--model", help="Ultralytics-format ONNX model; default: bundled YOLO11n."
+    ),
     threads: int = typer.Option(0, "--threads", help="ONNX Runtime intra-op threads (0 = all cores)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Take stream names and timeouts from this config's trakr.redis."),
-    visibility_timeout: Optional[float] = typer.Option(None, "--visibility-timeout", help="Reclaim batches left unacked this many seconds."),
+    config: Optional[Path] = typer.Option(
+        None, "--config", "-c", help="Take stream names and timeouts from this config's trakr.redis."
+    ),
+    visibility_timeout: Optional[float] = typer.Option(
+        None, "--visibility-timeout", help="Reclaim batches left unacked this many seconds."
+    ),
     name: Optional[str] = typer.Option(None, "--name", help="Consumer name (default host-pid)."),
-    delay_ms: float = typer.Option(0.0, "--delay-ms", help="TESTS/BENCHMARKS ONLY: sleep this long before every model run."),
-    duration: Optional[float] = typer.Option(None, help="Stop after this many seconds (default: until Ctrl-C / SIGTERM)."),
+    delay_ms: float = typer.Option(
+        0.0, "--delay-ms", help="TESTS/BENCHMARKS ONLY: sleep this long before every model run."
+    ),
+    duration: Optional[float] = typer.Option(
+        None, help="Stop after this many seconds (default: until Ctrl-C / SIGTERM)."
+    ),
     log_level: str = typer.Option("INFO", help="Log level."),
 ) -> None:
     """Serve inference for trakr clients through Redis Streams (start one per GPU / machine)."""
     from trakr.config import RedisOptions
-    from trakr.worker import Worker
+    from trakr.inference.worker import Worker
 
     setup_logging(log_level, None)
     options = RedisOptions()
@@ -234,8 +277,17 @@ def worker(
     if visibility_timeout is not None:
         options = options.model_copy(update={"visibility_timeout_s": visibility_timeout})
     providers = [p for item in provider for p in item.split(",") if p]
-    w = Worker(redis_url, model_path=model, imgsz=imgsz, batch=batch, providers=providers, threads=threads,
-               options=options, name=name, delay_ms=delay_ms)
+    w = Worker(
+        redis_url,
+        model_path=model,
+        imgsz=imgsz,
+        batch=batch,
+        providers=providers,
+        threads=threads,
+        options=options,
+        name=name,
+        delay_ms=delay_ms,
+    )
 
     def _signal(signum, _frame):
         log.info("received %s, stopping", signal.Signals(signum).name)
@@ -266,30 +318,48 @@ def _command_line(ctx: typer.Context) -> str:
 @app.command()
 def bench(
     ctx: typer.Context,
-    cameras: str = typer.Option("4", "--cameras", help="Number of sample cameras, or a list for a scaling table: 1,2,4,8,16."),
+    cameras: str = typer.Option(
+        "4", "--cameras", help="Number of sample cameras, or a list for a scaling table: 1,2,4,8,16."
+    ),
     duration: float = typer.Option(20.0, "--duration", help="Seconds of each trakr run."),
-    source: str = typer.Option("rtsp", "--source", help="rtsp (local RTSP server, as in the tests) or file (the clip at its native rate)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Base config whose cameras are cycled as templates; default: the embedded demo."),
+    source: str = typer.Option(
+        "rtsp", "--source", help="rtsp (local RTSP server, as in the tests) or file (the clip at its native rate)."
+    ),
+    config: Optional[Path] = typer.Option(
+        None, "--config", "-c", help="Base config whose cameras are cycled as templates; default: the embedded demo."
+    ),
     imgsz: Optional[int] = typer.Option(None, "--imgsz", help="Model input size (overrides the config)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size (overrides the config)."),
     deadline_ms: Optional[float] = typer.Option(None, "--deadline-ms", help="Batch deadline (overrides the config)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime threads (overrides the config)."),
     gate: Optional[bool] = typer.Option(None, "--gate/--no-gate", help="Change gate on/off (default: the config's)."),
-    backend: str = typer.Option("onnx", "--backend", help="onnx (in-process) or redis (a private redis-server and --workers trakr workers)."),
+    backend: str = typer.Option(
+        "onnx", "--backend", help="onnx (in-process) or redis (a private redis-server and --workers trakr workers)."
+    ),
     workers: int = typer.Option(1, "--workers", min=1, help="trakr worker processes for --backend redis."),
     naive: bool = typer.Option(True, "--naive/--no-naive", help="Also run the naive one-thread loop."),
-    naive_duration: Optional[float] = typer.Option(None, "--naive-duration", help="Seconds of the naive loop (default half of --duration, 3-10 s)."),
+    naive_duration: Optional[float] = typer.Option(
+        None, "--naive-duration", help="Seconds of the naive loop (default half of --duration, 3-10 s)."
+    ),
     raw: bool = typer.Option(True, "--raw/--no-raw", help="Also measure raw model throughput."),
-    raw_seconds: float = typer.Option(1.5, "--raw-seconds", help="Seconds per batch size of the raw model measurement."),
-    gate_check: bool = typer.Option(False, "--gate-check", help="Gated vs ungated alerts on every frame of the real clip."),
-    capture_check: bool = typer.Option(False, "--capture-check", help="CPU of a 720p/25 fps camera reader vs ffmpeg decode."),
-    warmup: Optional[float] = typer.Option(None, "--warmup", help="Seconds left out of the measurements (default 20%% of --duration, 2-10 s)."),
+    raw_seconds: float = typer.Option(
+        1.5, "--raw-seconds", help="Seconds per batch size of the raw model measurement."
+    ),
+    gate_check: bool = typer.Option(
+        False, "--gate-check", help="Gated vs ungated alerts on every frame of the real clip."
+    ),
+    capture_check: bool = typer.Option(
+        False, "--capture-check", help="CPU of a 720p/25 fps camera reader vs ffmpeg decode."
+    ),
+    warmup: Optional[float] = typer.Option(
+        None, "--warmup", help="Seconds left out of the measurements (default 20%% of --duration, 2-10 s)."
+    ),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of latency, RSS and CPU over time."),
     json_out: Path = typer.Option(Path("trakr-bench.json"), "--json", help="Where to write the JSON results."),
     log_level: str = typer.Option("WARNING", "--log-level", help="Log level of the pipeline during the bench."),
 ) -> None:
     """Measure throughput, latency, CPU and memory against the raw model and a naive loop."""
-    from trakr.bench import BenchOptions, parse_cameras, run_bench, tables
+    from trakr.bench.run import BenchOptions, parse_cameras, run_bench, tables
 
     try:
         counts = parse_cameras(cameras)
@@ -300,10 +370,29 @@ def bench(
         err.print("[red]error[/]: --source is rtsp or file, --backend is onnx or redis")
         raise typer.Exit(2)
     setup_logging(log_level, None)
-    opts = BenchOptions(cameras=counts, duration=duration, warmup=warmup, source=source, config=config, imgsz=imgsz,
-                        batch_size=batch_size, deadline_ms=deadline_ms, threads=threads, gate=gate, backend=backend,
-                        workers=workers, naive=naive, naive_duration=naive_duration, raw=raw, raw_seconds=raw_seconds, gate_check=gate_check, capture_check=capture_check,
-                        plot=plot, json_path=json_out, command=_command_line(ctx))
+    opts = BenchOptions(
+        cameras=counts,
+        duration=duration,
+        warmup=warmup,
+        source=source,
+        config=config,
+        imgsz=imgsz,
+        batch_size=batch_size,
+        deadline_ms=deadline_ms,
+        threads=threads,
+        gate=gate,
+        backend=backend,
+        workers=workers,
+        naive=naive,
+        naive_duration=naive_duration,
+        raw=raw,
+        raw_seconds=raw_seconds,
+        gate_check=gate_check,
+        capture_check=capture_check,
+        plot=plot,
+        json_path=json_out,
+        command=_command_line(ctx),
+    )
     result = run_bench(opts, progress=lambda msg: err.print(f"[dim]bench:[/] {msg}", highlight=False))
     out = console if console.is_terminal else Console(emoji=False, width=150)
     for t in tables(result):

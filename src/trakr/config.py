@@ -144,10 +144,14 @@ class CameraConfig(_Legacy):
     sav_vio_img: Flag = Field(True, description="Save an annotated evidence image per alert.")
     save_all_detection: Flag = Field(False, description="Save an annotated image of every frame with detections.")
     save_all_inp_img: Flag = Field(False, description="Save every analysed input frame.")
-    cam_delay: float | None = Field(None, ge=0, alias="CamDelay", description="Sampling period in s (common value if unset).")
+    cam_delay: float | None = Field(
+        None, ge=0, alias="CamDelay", description="Sampling period in s (common value if unset)."
+    )
     train_time_pause: float = Field(60.0, ge=0, description="Minimum seconds between training captures.")
     alert_time_pause: float = Field(10.0, ge=0, description="Minimum seconds between alerts per violation.")
-    roi_crop_en: int = Field(0, ge=0, le=1, alias="ROI_crop_en", description="1: analyse only the camera polygon's bounding box.")
+    roi_crop_en: int = Field(
+        0, ge=0, le=1, alias="ROI_crop_en", description="1: analyse only the camera polygon's bounding box."
+    )
     roi: Polygon = Field(None, alias="ROI", description="Camera polygon ('NA' = whole frame).")
     points: Polygon = Field(None, description="Camera polygon ('NA' = whole frame); same as ROI.")
     sd_thresh_limit_x: float = Field(100.0, gt=0, description="Social distancing: max |dx| in px for a violating pair.")
@@ -203,21 +207,35 @@ class CommonConfig(_Legacy):
     alert_url: OptionalStr = Field(None, description="ThingsBoard telemetry URL for alerts.")
     train_url: OptionalStr = Field(None, description="ThingsBoard telemetry URL for training events.")
     workers: int = Field(1, ge=1, description="Legacy worker count.")
-    cam_not_reachable_limit: int = Field(5, ge=1, alias="CamNotReachableLimit", description="Failed connects before a camera is down.")
-    server_not_reachable_limit: int = Field(5, ge=1, alias="ServerNotReachableLimit", description="Result timeouts before the inference server is down.")
-    cam_alive_limit: float = Field(30.0, gt=0, alias="CamAliveLimit", description="Seconds without a frame before reconnecting; health period.")
-    logging_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field("INFO", alias="LoggingLevel", description="Log level.")
+    cam_not_reachable_limit: int = Field(
+        5, ge=1, alias="CamNotReachableLimit", description="Failed connects before a camera is down."
+    )
+    server_not_reachable_limit: int = Field(
+        5, ge=1, alias="ServerNotReachableLimit", description="Result timeouts before the inference server is down."
+    )
+    cam_alive_limit: float = Field(
+        30.0, gt=0, alias="CamAliveLimit", description="Seconds without a frame before reconnecting; health period."
+    )
+    logging_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", alias="LoggingLevel", description="Log level."
+    )
     log_file_save: Flag = Field(False, alias="LogFileSave", description="Also write a rotating log file.")
     alert_2_train: Flag = Field(False, alias="Alert2Train", description="Copy alert images to training.")
     enable_frame: Flag = Field(False, alias="enableFrame", description="Write the latest annotated frame to frameFile.")
     enable_alert: Flag = Field(True, alias="enableAlert", description="Master switch for alerts.")
-    frame_file: str = Field("DataFrame.png", alias="frameFile", description="File for the latest annotated frame, relative to the output directory.")
+    frame_file: str = Field(
+        "DataFrame.png",
+        alias="frameFile",
+        description="File for the latest annotated frame, relative to the output directory.",
+    )
     enable_training: Flag = Field(False, alias="enableTraining", description="Master switch for training capture.")
     enable_speaker: Flag = Field(False, alias="enableSpeaker", description="Master switch for speakers.")
     sav_vio_img: Flag = Field(True, description="Default for cameras' sav_vio_img.")
     save_all_detection: Flag = Field(False, description="Default for cameras' save_all_detection.")
     save_all_inp_img: Flag = Field(False, description="Default for cameras' save_all_inp_img.")
-    cam_delay: float = Field(0.0, ge=0, alias="CamDelay", description="Default sampling period in seconds (0 = every frame).")
+    cam_delay: float = Field(
+        0.0, ge=0, alias="CamDelay", description="Default sampling period in seconds (0 = every frame)."
+    )
     audio_key: dict[str, str] = Field(default_factory=dict, description="Violation -> speaker message code.")
     recommendations: dict[str, str] = Field(default_factory=dict, description="Violation -> advice text in alerts.")
     roi_crop_en: int = Field(0, ge=0, le=1, alias="ROI_crop_en", description="Default for cameras' ROI_crop_en.")
@@ -241,7 +259,9 @@ class DetectorOptions(_Options):
     confidence: float = Field(0.35, ge=0, le=1, description="Minimum detection confidence.")
     iou: float = Field(0.5, ge=0, le=1, description="NMS IoU threshold.")
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0 = all cores).")
-    providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"], description="ONNX Runtime providers.")
+    providers: list[str] = Field(
+        default_factory=lambda: ["CPUExecutionProvider"], description="ONNX Runtime providers."
+    )
 
     @field_validator("imgsz")
     @classmethod
@@ -285,7 +305,11 @@ class OutputOptions(_Options):
     directory: str = Field("trakr-output", description="Where alerts, evidence and logs go.")
     jpeg_quality: int = Field(85, ge=10, le=100, description="JPEG quality of saved images.")
     save_all_interval_s: float = Field(1.0, ge=0, description="Min seconds between save_all_* images per camera.")
-    max_disk_mb: float = Field(20000.0, gt=0, description="Disk the saved images may use; oldest inputs, then detections, training, alerts go first.")
+    max_disk_mb: float = Field(
+        20000.0,
+        gt=0,
+        description="Disk the saved images may use; oldest inputs, then detections, training, alerts go first.",
+    )
     retention_days: float = Field(90.0, gt=0, description="Saved images and alert records older than this are deleted.")
 
 
@@ -297,8 +321,12 @@ class OutboxOptions(_Options):
     retry_min_s: float = Field(1.0, gt=0, description="First retry delay after a failed send.")
     retry_max_s: float = Field(120.0, gt=0, description="Largest retry delay (exponential backoff, with jitter).")
     workers: int = Field(2, ge=1, le=16, description="Sender threads (each serves one channel at a time).")
-    speaker_max_age_s: float = Field(30.0, gt=0, description="Speaker calls older than this are dropped, not sent late.")
-    reconcile_days: int = Field(2, ge=0, description="On start, re-enqueue stored alerts of the last N days never sent.")
+    speaker_max_age_s: float = Field(
+        30.0, gt=0, description="Speaker calls older than this are dropped, not sent late."
+    )
+    reconcile_days: int = Field(
+        2, ge=0, description="On start, re-enqueue stored alerts of the last N days never sent."
+    )
 
 
 class CloudOptions(_Options):
@@ -309,7 +337,9 @@ class CloudOptions(_Options):
     mqtt_url: str | None = Field(None, description="mqtt://host:port of a ThingsBoard MQTT API (optional).")
     config_key: str = Field("sysconfig", description="Shared attribute that holds the pushed config.")
     long_poll_s: float = Field(60.0, gt=0, description="Timeout of one shared-attribute long-poll request.")
-    config_refresh_s: float = Field(600.0, gt=0, description="Also re-read the shared config this often (missed pushes).")
+    config_refresh_s: float = Field(
+        600.0, gt=0, description="Also re-read the shared config this often (missed pushes)."
+    )
     upload_file_field: str = Field("image", description="Multipart field name of uploaded images.")
     health_interval_s: float | None = Field(None, gt=0, description="Health telemetry period; default CamAliveLimit.")
     frame_interval_s: float = Field(1.0, ge=0, description="Min seconds between writes of frameFile (enableFrame).")
@@ -320,13 +350,19 @@ class SpeakerOptions(_Options):
     """Speaker announcements (owned by trakr.speaker)."""
 
     driver: Literal["http", "tts", "none"] = Field("http", description="How announcements are made.")
-    url_template: str = Field("http://{ip}/play?code={code}",
-                              description="HTTP driver URL; fields {ip} {code} {violation} {camera_id} {text}.")
+    url_template: str = Field(
+        "http://{ip}/play?code={code}",
+        description="HTTP driver URL; fields {ip} {code} {violation} {camera_id} {text}.",
+    )
     method: Literal["GET", "POST"] = Field("GET", description="HTTP driver method.")
     min_interval_s: float = Field(10.0, ge=0, description="Min seconds between announcements on one speaker.")
-    tts_command: list[str] = Field(default_factory=lambda: ["espeak-ng", "-w", "{wav}", "--stdin"],
-                                   description="Local-only. TTS command writing a WAV to {wav}; the text comes on stdin.")
-    player_command: list[str] | None = Field(None, description="Local-only. Plays the WAV, e.g. ['aplay', '-q', '{wav}']; None = file only.")
+    tts_command: list[str] = Field(
+        default_factory=lambda: ["espeak-ng", "-w", "{wav}", "--stdin"],
+        description="Local-only. TTS command writing a WAV to {wav}; the text comes on stdin.",
+    )
+    player_command: list[str] | None = Field(
+        None, description="Local-only. Plays the WAV, e.g. ['aplay', '-q', '{wav}']; None = file only."
+    )
 
     _commands = field_validator("tts_command", "player_command")(_no_text_placeholder)
 
@@ -341,11 +377,15 @@ class RedisOptions(_Options):
     client_id: str | None = Field(None, description="Name of this client's result stream; default host-pid-random.")
     max_inflight: int = Field(2, ge=1, le=64, description="Most batches this client has sent and not yet got back.")
     result_timeout_s: float = Field(5.0, gt=0, description="Wait this long for a batch's result before giving it up.")
-    visibility_timeout_s: float = Field(2.0, gt=0, description="Workers reclaim a batch left unacked this long (XAUTOCLAIM); < result_timeout_s.")
+    visibility_timeout_s: float = Field(
+        2.0, gt=0, description="Workers reclaim a batch left unacked this long (XAUTOCLAIM); < result_timeout_s."
+    )
     frames_maxlen: int = Field(256, ge=8, description="Approximate cap of the frames stream (XADD MAXLEN ~).")
     results_maxlen: int = Field(256, ge=8, description="Approximate cap of each result stream (XADD MAXLEN ~).")
     results_ttl_s: float = Field(3600.0, gt=0, description="A result stream nobody writes to expires after this long.")
-    encoding: Literal["jpeg", "raw"] = Field("jpeg", description="Frame encoding on the wire: JPEG or raw letterboxed BGR.")
+    encoding: Literal["jpeg", "raw"] = Field(
+        "jpeg", description="Frame encoding on the wire: JPEG or raw letterboxed BGR."
+    )
     jpeg_quality: int = Field(90, ge=10, le=100, description="JPEG quality when encoding is 'jpeg'.")
     fallback_to_embedded: bool = Field(True, description="Run the embedded ONNX model while the server is down.")
     probe_interval_s: float = Field(5.0, gt=0, description="While down, probe the workers this often.")
@@ -485,8 +525,9 @@ def parse_config(raw: dict, *, camera_list: str = "cameras") -> ConfigReport:
         try:
             options = TrakrOptions.model_validate(raw.get("trakr") or {})
         except ValidationError as e:
-            problems += [Problem("trakr", "trakr." + p.field, p.value, p.message)
-                         for p in _problems_from(e, "trakr", raw)]
+            problems += [
+                Problem("trakr", "trakr." + p.field, p.value, p.message) for p in _problems_from(e, "trakr", raw)
+            ]
     cams_raw = raw.get(camera_list)
     if cams_raw is None:
         cams_raw = []
@@ -510,9 +551,15 @@ def parse_config(raw: dict, *, camera_list: str = "cameras") -> ConfigReport:
         seen.add(cam.camera_id)
         cameras.append(cam)
         if not _address_looks_usable(cam.address):
-            problems.append(Problem(where, "Address", cam.address,
-                                    "not a URL, an existing file or a USB index; the camera will stay down",
-                                    "warning"))
+            problems.append(
+                Problem(
+                    where,
+                    "Address",
+                    cam.address,
+                    "not a URL, an existing file or a USB index; the camera will stay down",
+                    "warning",
+                )
+            )
     if common is None or options is None:
         return ConfigReport(None, problems)
     config = SysConfig(common=common, cameras=cameras, trakr=options)
@@ -538,10 +585,19 @@ def trigger_warnings(config: SysConfig, class_names: list[str]) -> list[Problem]
     for cam in config.cameras:
         for t in cam.detection:
             if t not in known:
-                out.append(Problem(f"camera {cam.camera_id}", "Detection", t, "the model cannot produce this class", "warning"))
+                out.append(
+                    Problem(f"camera {cam.camera_id}", "Detection", t, "the model cannot produce this class", "warning")
+                )
         for name, roi in cam.roi_config.items():
             for t in roi.detections:
                 if t not in known:
-                    out.append(Problem(f"camera {cam.camera_id}", f"roi_config.{name}.detections", t,
-                                       "the model cannot produce this class", "warning"))
+                    out.append(
+                        Problem(
+                            f"camera {cam.camera_id}",
+                            f"roi_config.{name}.detections",
+                            t,
+                            "the model cannot produce this class",
+                            "warning",
+                        )
+                    )
     return out

@@ -40,8 +40,9 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def setup_logging(level: str = "INFO", log_file: str | Path | None = None,
-                  max_bytes: int = 10_000_000, backups: int = 5) -> None:
+def setup_logging(
+    level: str = "INFO", log_file: str | Path | None = None, max_bytes: int = 10_000_000, backups: int = 5
+) -> None:
     """Console logging (and a rotating file if ``log_file``) for the ``trakr`` logger tree."""
     root = logging.getLogger("trakr")
     root.setLevel(level)

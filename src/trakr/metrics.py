@@ -56,9 +56,8 @@ from prometheus_client.registry import Collector
 from trakr.config import MetricsOptions, SysConfig
 
 if TYPE_CHECKING:  # pragma: no cover
-    from trakr.alerts import Alert
-    from trakr.capture import CameraHealth
-    from trakr.pipeline import BatchResult, Pipeline
+    from trakr.pipeline import Pipeline
+    from trakr.types import Alert, BatchResult, CameraHealth
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +93,9 @@ class PipelineMetrics(Collector):
     process do not collide); serve it with :func:`start_metrics_server`.
     """
 
-    def __init__(self, pipeline: Pipeline, registry: CollectorRegistry | None = None,
-                 process: bool = True, outbox: Any = None):
+    def __init__(
+        self, pipeline: Pipeline, registry: CollectorRegistry | None = None, process: bool = True, outbox: Any = None
+    ):
         self.pipeline = pipeline
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.outbox = outbox
@@ -104,12 +104,22 @@ class PipelineMetrics(Collector):
         self._health_changes: dict[tuple[str, str], int] = {}
         self._rates: dict[tuple[str, int], _Rate] = {}
         self._created = time.monotonic()
-        self.latency = Histogram("trakr_latency_seconds", "Capture to detector result, per frame.",
-                                 ["camera"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.inference = Histogram("trakr_detector_inference_seconds", "Detector call time per batch.",
-                                   buckets=INFER_BUCKETS, registry=self.registry)
-        self.batch_fill = Histogram("trakr_detector_batch_fill", "Frames in a batch / batch_size.",
-                                    buckets=FILL_BUCKETS, registry=self.registry)
+        self.latency = Histogram(
+            "trakr_latency_seconds",
+            "Capture to detector result, per frame.",
+            ["camera"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.inference = Histogram(
+            "trakr_detector_inference_seconds",
+            "Detector call time per batch.",
+            buckets=INFER_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_fill = Histogram(
+            "trakr_detector_batch_fill", "Frames in a batch / batch_size.", buckets=FILL_BUCKETS, registry=self.registry
+        )
         self.registry.register(self)
         if process:
             ProcessCollector(registry=self.registry)
@@ -155,24 +165,29 @@ class PipelineMetrics(Collector):
         p = self.pipeline
         now_m, now = time.monotonic(), time.time()
         cam = ["camera"]
-        g = {name: GaugeMetricFamily(f"trakr_camera_{name}", doc, labels=cam) for name, doc in (
-            ("up", "1 if the camera delivers frames, else 0."),
-            ("capture_fps", "Frames grabbed per second since the previous scrape."),
-            ("analysed_fps", "Frames analysed by the detector per second since the previous scrape."),
-            ("gate_pass_rate", "Fraction of frames the change gate passed since the previous scrape."),
-            ("last_frame_age_seconds", "Seconds since the last decoded frame."),
-        )}
-        c = {name: CounterMetricFamily(f"trakr_camera_{name}", doc, labels=cam) for name, doc in (
-            ("frames_captured", "Frames grabbed from the camera."),
-            ("frames_published", "Frames decoded and put into the latest-frame slot."),
-            ("frames_analysed", "Frames the detector analysed."),
-            ("frames_dropped", "Frames replaced in the latest-frame slot before the batcher took them."),
-            ("gate_seen", "Frames the change gate looked at."),
-            ("gate_passed", "Frames the change gate passed."),
-            ("reconnects", "Reopened captures."),
-        )}
-        info = GaugeMetricFamily("trakr_camera_info", "Camera name and source kind.",
-                                 labels=["camera", "name", "kind"])
+        g = {
+            name: GaugeMetricFamily(f"trakr_camera_{name}", doc, labels=cam)
+            for name, doc in (
+                ("up", "1 if the camera delivers frames, else 0."),
+                ("capture_fps", "Frames grabbed per second since the previous scrape."),
+                ("analysed_fps", "Frames analysed by the detector per second since the previous scrape."),
+                ("gate_pass_rate", "Fraction of frames the change gate passed since the previous scrape."),
+                ("last_frame_age_seconds", "Seconds since the last decoded frame."),
+            )
+        }
+        c = {
+            name: CounterMetricFamily(f"trakr_camera_{name}", doc, labels=cam)
+            for name, doc in (
+                ("frames_captured", "Frames grabbed from the camera."),
+                ("frames_published", "Frames decoded and put into the latest-frame slot."),
+                ("frames_analysed", "Frames the detector analysed."),
+                ("frames_dropped", "Frames replaced in the latest-frame slot before the batcher took them."),
+                ("gate_seen", "Frames the change gate looked at."),
+                ("gate_passed", "Frames the change gate passed."),
+                ("reconnects", "Reopened captures."),
+            )
+        }
+        info = GaugeMetricFamily("trakr_camera_info", "Camera name and source kind.", labels=["camera", "name", "kind"])
         gate = p.gate.stats
         slots = p.batcher.slots
         analysed = dict(p.stats.analysed_per_camera)
@@ -191,7 +206,8 @@ class PipelineMetrics(Collector):
                     pass_r = self._rate(("pass", cid), now_m, gs.passed)
                     g["gate_pass_rate"].add_metric(lab, pass_r / seen_r if seen_r else gs.pass_rate)
                 g["last_frame_age_seconds"].add_metric(
-                    lab, max(0.0, now - st.last_frame_at) if st.last_frame_at else float("nan"))
+                    lab, max(0.0, now - st.last_frame_at) if st.last_frame_at else float("nan")
+                )
                 c["frames_captured"].add_metric(lab, st.frames_read)
                 c["frames_published"].add_metric(lab, st.frames_published)
                 c["frames_analysed"].add_metric(lab, n_an)
@@ -199,12 +215,14 @@ class PipelineMetrics(Collector):
                 c["gate_seen"].add_metric(lab, gs.seen if gs else 0)
                 c["gate_passed"].add_metric(lab, gs.passed if gs else 0)
                 c["reconnects"].add_metric(lab, st.reconnects)
-            health = CounterMetricFamily("trakr_camera_health_changes", "Camera health changes.",
-                                         labels=["camera", "state"])
+            health = CounterMetricFamily(
+                "trakr_camera_health_changes", "Camera health changes.", labels=["camera", "state"]
+            )
             for (cid, state), n in sorted(self._health_changes.items()):
                 health.add_metric([cid, state], n)
-            alerts = CounterMetricFamily("trakr_alerts", "Alerts stored (and handed to the sinks).",
-                                         labels=["camera", "violation"])
+            alerts = CounterMetricFamily(
+                "trakr_alerts", "Alerts stored (and handed to the sinks).", labels=["camera", "violation"]
+            )
             for (cid, v), n in sorted(self._alerts.items()):
                 alerts.add_metric([cid, v], n)
         yield info
@@ -215,11 +233,13 @@ class PipelineMetrics(Collector):
         st = p.stats
         yield CounterMetricFamily("trakr_detector_batches", "Detector calls.", value=st.batches)
         yield CounterMetricFamily("trakr_detector_errors", "Failed detector calls.", value=st.detector_errors)
-        yield GaugeMetricFamily("trakr_detector_inflight_batches", "Batches inside the detector now.",
-                                value=getattr(st, "inflight", 0))
+        yield GaugeMetricFamily(
+            "trakr_detector_inflight_batches", "Batches inside the detector now.", value=getattr(st, "inflight", 0)
+        )
         yield GaugeMetricFamily("trakr_detector_batch_size", "Configured batch size.", value=p.batcher.batch_size)
-        yield CounterMetricFamily("trakr_output_skipped", "Optional images skipped because output lagged.",
-                                  value=st.output_skipped)
+        yield CounterMetricFamily(
+            "trakr_output_skipped", "Optional images skipped because output lagged.", value=st.output_skipped
+        )
         yield from self._outbox_metrics()
 
     def _outbox_metrics(self):
@@ -235,14 +255,15 @@ class PipelineMetrics(Collector):
         for cat, n in sorted((s.get("backlog_by_category") or {}).items()):
             backlog.add_metric([cat], n)
         yield backlog
-        yield GaugeMetricFamily("trakr_outbox_backlog_total_messages", "All messages waiting to be sent.",
-                                value=s.get("backlog", 0))
+        yield GaugeMetricFamily(
+            "trakr_outbox_backlog_total_messages", "All messages waiting to be sent.", value=s.get("backlog", 0)
+        )
         yield GaugeMetricFamily("trakr_outbox_bytes", "Disk used by the outbox.", value=s.get("bytes", 0))
-        yield GaugeMetricFamily("trakr_outbox_oldest_age_seconds", "Age of the oldest waiting message.",
-                                value=s.get("oldest_age_s", 0.0))
+        yield GaugeMetricFamily(
+            "trakr_outbox_oldest_age_seconds", "Age of the oldest waiting message.", value=s.get("oldest_age_s", 0.0)
+        )
         for prefix in ("sent", "dropped"):
-            fam = CounterMetricFamily(f"trakr_outbox_{prefix}", f"Messages {prefix}, by category.",
-                                      labels=["category"])
+            fam = CounterMetricFamily(f"trakr_outbox_{prefix}", f"Messages {prefix}, by category.", labels=["category"])
             for k, v in sorted(s.items()):
                 if k.startswith(prefix + ".") and isinstance(v, (int, float)):
                     fam.add_metric([k.split(".", 1)[1]], v)
@@ -254,7 +275,7 @@ class PipelineMetrics(Collector):
 
 
 def _kind(address: str) -> str:
-    from trakr.capture import source_kind
+    from trakr.capture.reader import source_kind
 
     return source_kind(address)
 
@@ -279,8 +300,12 @@ class MetricsServer:
         self._thread.join(timeout=5)
 
 
-def start_metrics_server(config: SysConfig | MetricsOptions, registry: CollectorRegistry | None = None,
-                         port: int | None = None, host: str | None = None) -> MetricsServer | None:
+def start_metrics_server(
+    config: SysConfig | MetricsOptions,
+    registry: CollectorRegistry | None = None,
+    port: int | None = None,
+    host: str | None = None,
+) -> MetricsServer | None:
     """Serve ``registry`` on ``trakr.metrics.host:port``; ``None`` (and nothing started) when the
     port is unset. ``port``/``host`` override the config (port 0 picks a free port)."""
     opts = config.trakr.metrics if isinstance(config, SysConfig) else config

@@ -9,7 +9,7 @@ to the output thread. Alerts are always enqueued; optional images (``save_all_*`
 
 Example:
     >>> from trakr.config import parse_config
-    >>> from trakr.media import sample_clip_path
+    >>> from trakr.devtools.media import sample_clip_path
     >>> raw = {"common": {"batch_size": 2}, "trakr": {"capture": {"loop_files": True}},
     ...        "cameras": [{"CameraId": 1, "Address": str(sample_clip_path()), "Detection": "person"}]}
     >>> import tempfile; out = tempfile.mkdtemp()
@@ -24,51 +24,34 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import supervision as sv
 
-from trakr.alerts import Alert, AlertPolicy, AlertSink, AlertStore, annotate, encode_jpeg, objects_of, write_atomic
-from trakr.batcher import Batcher
-from trakr.capture import CameraHealth, CameraReader, HealthSink
+from trakr.capture.batcher import Batcher
+from trakr.capture.gate import ChangeGate
+from trakr.capture.reader import CameraReader
 from trakr.config import CameraConfig, SysConfig
-from trakr.detector import Detector
-from trakr.frame import Frame
-from trakr.gate import ChangeGate
+from trakr.evidence import AlertStore, annotate, encode_jpeg, objects_of, write_atomic
+from trakr.inference.base import Detector
 from trakr.retention import RetentionJanitor
-from trakr.rules import CameraRules, Violation, scale_polygon
+from trakr.rules.policy import AlertPolicy
+from trakr.rules.zones import CameraRules, scale_polygon
+from trakr.types import (
+    Alert,
+    AlertSink,
+    AnalysedFrame,
+    BatchResult,
+    BatchSink,
+    CameraHealth,
+    Frame,
+    HealthSink,
+    ResultSink,
+)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class AnalysedFrame:
-    """A frame after detection and rules: what result sinks receive."""
-
-    frame: Frame
-    camera: CameraConfig
-    detections: sv.Detections
-    violations: list[Violation]
-    alerts: list[Alert]
-    polygons: list[tuple[str | None, np.ndarray]]
-    done_at: float
-
-
-@dataclass
-class BatchResult:
-    """One detector call: what batch listeners (metrics, bench) receive."""
-
-    frames: list[Frame]
-    batch_size: int
-    infer_s: float
-    done_at: float
-
-
-ResultSink = Callable[[AnalysedFrame], None]
-BatchSink = Callable[[BatchResult], None]
 
 
 @dataclass
@@ -108,9 +91,16 @@ class _Camera:
 class Pipeline:
     """Runs the whole data path for a :class:`SysConfig` until :meth:`stop`."""
 
-    def __init__(self, config: SysConfig, detector: Detector | None = None, output_dir: str | Path | None = None,
-                 alert_sinks: list[AlertSink] = (), result_sinks: list[ResultSink] = (),
-                 health_sinks: list[HealthSink] = (), batch_sinks: list[BatchSink] = ()):
+    def __init__(
+        self,
+        config: SysConfig,
+        detector: Detector | None = None,
+        output_dir: str | Path | None = None,
+        alert_sinks: list[AlertSink] = (),
+        result_sinks: list[ResultSink] = (),
+        health_sinks: list[HealthSink] = (),
+        batch_sinks: list[BatchSink] = (),
+    ):
         self.config = config
         opts = config.trakr
         self.output_dir = Path(output_dir or opts.output.directory)
@@ -155,9 +145,15 @@ class Pipeline:
     def _make_camera(self, cam: CameraConfig) -> _Camera:
         c = self.config
         slot = self.batcher.add_camera(cam.camera_id)
-        reader = CameraReader(cam, slot, c.trakr.capture, sample_period_s=c.cam_delay(cam),
-                              not_reachable_limit=c.common.cam_not_reachable_limit,
-                              alive_limit_s=c.common.cam_alive_limit, on_health=self._on_health)
+        reader = CameraReader(
+            cam,
+            slot,
+            c.trakr.capture,
+            sample_period_s=c.cam_delay(cam),
+            not_reachable_limit=c.common.cam_not_reachable_limit,
+            alive_limit_s=c.common.cam_alive_limit,
+            on_health=self._on_health,
+        )
         self._set_policy(cam)
         return _Camera(cam, reader, CameraRules(cam, roi_enabled=c.common.roi_en))
 
@@ -212,7 +208,7 @@ class Pipeline:
     def start(self) -> None:
         """Open the detector if none was given, start readers, inference and output threads."""
         if self.detector is None:
-            from trakr.detectors import build_detector
+            from trakr.inference.factory import build_detector
 
             self.detector = build_detector(self.config)
         with self._cam_lock:
@@ -231,8 +227,12 @@ class Pipeline:
         out = self.config.trakr.output
         self.janitor = RetentionJanitor(self.output_dir, out.max_disk_mb, out.retention_days)
         self.janitor.start()
-        log.info("pipeline started: %d cameras, batch %d, detector %s", len(self._cameras),
-                 self.batcher.batch_size, type(self.detector).__name__)
+        log.info(
+            "pipeline started: %d cameras, batch %d, detector %s",
+            len(self._cameras),
+            self.batcher.batch_size,
+            type(self.detector).__name__,
+        )
 
     def _spawn(self, target, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -281,7 +281,7 @@ class Pipeline:
         x1, y1 = min(int(x1), frame.size[0]), min(int(y1), frame.size[1])
         if x1 - x0 < 8 or y1 - y0 < 8:
             return frame.image, (0, 0)
-        return frame.image[int(y0):y1, int(x0):x1], (int(x0), int(y0))
+        return frame.image[int(y0) : y1, int(x0) : x1], (int(x0), int(y0))
 
     def _inference_loop(self) -> None:
         while True:
@@ -330,12 +330,22 @@ class Pipeline:
         for v in violations:
             if self.policy.allow(v, frame.captured_at):
                 roi = cam.roi_config.get(v.roi) if v.roi else None
-                speaker = (roi.speaker_ip if roi and roi.speaker_ip else cam.speaker)
-                alerts.append(Alert(
-                    alert_id=AlertStore.new_id(), camera_id=cam.camera_id, camera_name=cam.name, roi=v.roi,
-                    violation=v.violation, captured_at=frame.captured_at, created_at=done,
-                    recommendation=self.config.recommendation(v.violation), objects=objects_of(v.detections),
-                    frame_size=frame.size, speaker=speaker))
+                speaker = roi.speaker_ip if roi and roi.speaker_ip else cam.speaker
+                alerts.append(
+                    Alert(
+                        alert_id=AlertStore.new_id(),
+                        camera_id=cam.camera_id,
+                        camera_name=cam.name,
+                        roi=v.roi,
+                        violation=v.violation,
+                        captured_at=frame.captured_at,
+                        created_at=done,
+                        recommendation=self.config.recommendation(v.violation),
+                        objects=objects_of(v.detections),
+                        frame_size=frame.size,
+                        speaker=speaker,
+                    )
+                )
         job = AnalysedFrame(frame, cam, dets, violations, alerts, entry.rules.polygons(frame.size), done)
         if alerts or self._out.qsize() < 64:
             self._out.put(job)
@@ -348,8 +358,9 @@ class Pipeline:
             try:
                 job: AnalysedFrame = self._out.get(timeout=0.5)
             except queue.Empty:
-                if self._stop.is_set() and not any(t.is_alive() for t in self._threads
-                                                   if t.name.startswith("inference")):
+                if self._stop.is_set() and not any(
+                    t.is_alive() for t in self._threads if t.name.startswith("inference")
+                ):
                     return
                 continue
             try:
@@ -364,8 +375,14 @@ class Pipeline:
             image = job.frame.image if c.cam_flag(cam, "sav_vio_img") else None
             self.store.save(alert, image, v.detections, job.polygons)
             self.stats.alerts += 1
-            log.info("alert camera %s %s%s: %d object(s) -> %s", cam.label, alert.violation,
-                     f" in {alert.roi}" if alert.roi else "", len(alert.objects), alert.record_path)
+            log.info(
+                "alert camera %s %s%s: %d object(s) -> %s",
+                cam.label,
+                alert.violation,
+                f" in {alert.roi}" if alert.roi else "",
+                len(alert.objects),
+                alert.record_path,
+            )
         self._save_all(job)
         _notify(self.result_sinks, job, "result")
 
@@ -375,8 +392,10 @@ class Pipeline:
         if entry is None:
             return
         interval = c.trakr.output.save_all_interval_s
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(job.frame.captured_at)) + \
-            f"-{int(job.frame.captured_at * 1000) % 1000:03d}"
+        stamp = (
+            time.strftime("%Y%m%d-%H%M%S", time.localtime(job.frame.captured_at))
+            + f"-{int(job.frame.captured_at * 1000) % 1000:03d}"
+        )
         wanted = []
         if c.cam_flag(cam, "save_all_inp_img"):
             wanted.append(("inputs", lambda: job.frame.image))

@@ -110,8 +110,12 @@ class RetentionJanitor:
                 r = prune(self.output_dir, self.max_disk_mb, self.retention_days)
                 self.total_deleted += r.deleted
                 if r.deleted:
-                    log.warning("output over its disk bound or retention: deleted %d old file(s), %.1f MB; "
-                                "%.1f MB kept", r.deleted, r.freed_bytes / 1e6, r.kept_bytes / 1e6)
+                    log.warning(
+                        "output over its disk bound or retention: deleted %d old file(s), %.1f MB; %.1f MB kept",
+                        r.deleted,
+                        r.freed_bytes / 1e6,
+                        r.kept_bytes / 1e6,
+                    )
             except Exception:
                 log.exception("retention pass failed")
             if self._stop.wait(self.interval_s):

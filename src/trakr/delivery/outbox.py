@@ -51,7 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from trakr.alerts import write_atomic
+from trakr.evidence import write_atomic
 from trakr.logs import redact
 
 log = logging.getLogger(__name__)
@@ -120,8 +120,7 @@ class Outbox:
         self.files.mkdir(parents=True, exist_ok=True)
         self.max_bytes = int(max_bytes)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.dir / "outbox.db", check_same_thread=False, isolation_level=None,
-                                   timeout=30)
+        self._db = sqlite3.connect(self.dir / "outbox.db", check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
@@ -159,8 +158,11 @@ class Outbox:
             self._db.close()
 
     def _count(self, name: str, n: int = 1) -> None:
-        self._db.execute("INSERT INTO counters (name, value) VALUES (?, ?) "
-                         "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", (name, n))
+        self._db.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            (name, n),
+        )
 
     # -- writing ------------------------------------------------------------------------------
     def _store_file(self, src: Path | None, data: bytes | None, name: str) -> tuple[str, int]:
@@ -181,8 +183,17 @@ class Outbox:
         _fsync_dir(self.files)
         return stored, dest.stat().st_size
 
-    def put(self, key: str, channel: str, category: str, payload: dict, *, file: str | Path | None = None,
-            data: bytes | None = None, filename: str = "file.bin") -> bool:
+    def put(
+        self,
+        key: str,
+        channel: str,
+        category: str,
+        payload: dict,
+        *,
+        file: str | Path | None = None,
+        data: bytes | None = None,
+        filename: str = "file.bin",
+    ) -> bool:
         """Commit a message; ``file`` (a path, linked or copied) or ``data`` is its attachment.
 
         Returns ``True`` when the message is stored (or already pending / delivered under ``key``),
@@ -218,7 +229,8 @@ class Outbox:
                 self._db.execute(
                     "INSERT INTO messages (key, channel, category, rank, payload, file, size, created) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (key, channel, category, rank, body, stored, size, time.time()))
+                    (key, channel, category, rank, body, stored, size, time.time()),
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:
@@ -234,22 +246,29 @@ class Outbox:
         return True
 
     def _known(self, key: str) -> bool:
-        return self._db.execute("SELECT 1 FROM messages WHERE key = ? UNION ALL "
-                                "SELECT 1 FROM finished WHERE key = ? LIMIT 1", (key, key)).fetchone() is not None
+        return (
+            self._db.execute(
+                "SELECT 1 FROM messages WHERE key = ? UNION ALL SELECT 1 FROM finished WHERE key = ? LIMIT 1",
+                (key, key),
+            ).fetchone()
+            is not None
+        )
 
     def _make_room(self, size: int, rank: int, category: str) -> bool:
         """Inside a transaction: drop lower/equal-rank messages until ``size`` fits."""
         self._pending_unlinks = []
         if self.used + size <= self.max_bytes:
             return True
-        droppable = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM messages WHERE rank <= ?",
-                                     (rank,)).fetchone()[0]
+        droppable = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM messages WHERE rank <= ?", (rank,)).fetchone()[
+            0
+        ]
         if self.used - droppable + size > self.max_bytes:
             return False  # would not fit even after dropping everything it outranks: drop it
         freed = 0
         while self.used - freed + size > self.max_bytes:
-            row = self._db.execute("SELECT id, category, rank, file, size, key FROM messages "
-                                   "ORDER BY rank, id LIMIT 1").fetchone()
+            row = self._db.execute(
+                "SELECT id, category, rank, file, size, key FROM messages ORDER BY rank, id LIMIT 1"
+            ).fetchone()
             if row is None or row[2] > rank:  # cannot happen after the check above
                 break
             self._db.execute("DELETE FROM messages WHERE id = ?", (row[0],))
@@ -264,15 +283,17 @@ class Outbox:
 
     def _finish(self, key: str, outcome: str) -> None:
         """Remember a finished key (so a re-enqueue after restart is a no-op)."""
-        self._db.execute("INSERT OR REPLACE INTO finished (key, at, outcome) VALUES (?, ?, ?)",
-                         (key, time.time(), outcome))
+        self._db.execute(
+            "INSERT OR REPLACE INTO finished (key, at, outcome) VALUES (?, ?, ?)", (key, time.time(), outcome)
+        )
 
     def _log_drop(self, category: str) -> None:
         now = time.monotonic()
         if now - self._last_drop_log.get(category, -1e9) > 10:
             self._last_drop_log[category] = now
-            log.warning("outbox full (%.1f MB bound): dropping %s messages (oldest first)",
-                        self.max_bytes / 1e6, category)
+            log.warning(
+                "outbox full (%.1f MB bound): dropping %s messages (oldest first)", self.max_bytes / 1e6, category
+            )
 
     def _unlink(self, stored: str | None) -> None:
         if stored:
@@ -280,8 +301,17 @@ class Outbox:
 
     # -- reading / completing -----------------------------------------------------------------
     def _row(self, r) -> Message:
-        return Message(id=r[0], key=r[1], channel=r[2], category=r[3], payload=json.loads(r[4]),
-                       file=(self.files / r[5]) if r[5] else None, size=r[6], created=r[7], attempts=r[8])
+        return Message(
+            id=r[0],
+            key=r[1],
+            channel=r[2],
+            category=r[3],
+            payload=json.loads(r[4]),
+            file=(self.files / r[5]) if r[5] else None,
+            size=r[6],
+            created=r[7],
+            attempts=r[8],
+        )
 
     def channels(self) -> list[str]:
         """Channels that have pending messages."""
@@ -291,15 +321,19 @@ class Outbox:
     def head(self, channel: str) -> Message | None:
         """The oldest pending message of ``channel``."""
         with self._lock:
-            r = self._db.execute("SELECT id, key, channel, category, payload, file, size, created, attempts "
-                                 "FROM messages WHERE channel = ? ORDER BY id LIMIT 1", (channel,)).fetchone()
+            r = self._db.execute(
+                "SELECT id, key, channel, category, payload, file, size, created, attempts "
+                "FROM messages WHERE channel = ? ORDER BY id LIMIT 1",
+                (channel,),
+            ).fetchone()
         return self._row(r) if r else None
 
     def pending(self, channel: str | None = None) -> list[Message]:
         with self._lock:
             q = "SELECT id, key, channel, category, payload, file, size, created, attempts FROM messages"
-            rows = self._db.execute(q + (" WHERE channel = ?" if channel else "") + " ORDER BY id",
-                                    (channel,) if channel else ()).fetchall()
+            rows = self._db.execute(
+                q + (" WHERE channel = ?" if channel else "") + " ORDER BY id", (channel,) if channel else ()
+            ).fetchall()
         return [self._row(r) for r in rows]
 
     def done(self, msg: Message, outcome: str = "sent", detail: str = "") -> None:
@@ -324,13 +358,17 @@ class Outbox:
     def failed(self, msg: Message, error: str) -> None:
         """Record a failed attempt (the message stays first in its channel)."""
         with self._lock:
-            self._db.execute("UPDATE messages SET attempts = attempts + 1, last_error = ? WHERE id = ?",
-                             (redact(error)[:500], msg.id))
+            self._db.execute(
+                "UPDATE messages SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                (redact(error)[:500], msg.id),
+            )
 
     def was_delivered(self, key: str) -> bool:
         with self._lock:
-            return self._db.execute("SELECT 1 FROM finished WHERE key = ? AND outcome = 'sent'",
-                                    (key,)).fetchone() is not None
+            return (
+                self._db.execute("SELECT 1 FROM finished WHERE key = ? AND outcome = 'sent'", (key,)).fetchone()
+                is not None
+            )
 
     def outcome(self, key: str) -> str | None:
         """``pending``, ``sent``, ``dropped``, ``rejected``, ``expired`` or ``None`` (unknown key)."""
@@ -353,9 +391,14 @@ class Outbox:
             by_cat = dict(self._db.execute("SELECT category, COUNT(*) FROM messages GROUP BY category"))
             oldest = self._db.execute("SELECT MIN(created) FROM messages").fetchone()[0]
             counters = dict(self._db.execute("SELECT name, value FROM counters"))
-        return {"backlog": sum(by_cat.values()), "backlog_by_category": by_cat, "bytes": self.used,
-                "max_bytes": self.max_bytes, "oldest_age_s": (time.time() - oldest) if oldest else 0.0,
-                **counters}
+        return {
+            "backlog": sum(by_cat.values()),
+            "backlog_by_category": by_cat,
+            "bytes": self.used,
+            "max_bytes": self.max_bytes,
+            "oldest_age_s": (time.time() - oldest) if oldest else 0.0,
+            **counters,
+        }
 
 
 # --------------------------------------------------------------------------------- delivery
@@ -388,8 +431,16 @@ class Sender:
     time, oldest message first; failures back off per channel (``retry_min_s * 2**n`` capped at
     ``retry_max_s``, with jitter: uniformly between half and all of it)."""
 
-    def __init__(self, outbox: Outbox, deliver: Deliver, *, workers: int = 2, retry_min_s: float = 1.0,
-                 retry_max_s: float = 120.0, max_age_s: dict[str, float] | None = None):
+    def __init__(
+        self,
+        outbox: Outbox,
+        deliver: Deliver,
+        *,
+        workers: int = 2,
+        retry_min_s: float = 1.0,
+        retry_max_s: float = 120.0,
+        max_age_s: dict[str, float] | None = None,
+    ):
         self.outbox = outbox
         self.deliver = deliver
         self.workers = workers
@@ -434,8 +485,10 @@ class Sender:
         """Per channel: consecutive failures and seconds until the next try."""
         now = time.monotonic()
         with self._cond:
-            return {ch: {"failures": ln.failures, "retry_in_s": max(0.0, ln.next_at - now)}
-                    for ch, ln in self._lanes.items()}
+            return {
+                ch: {"failures": ln.failures, "retry_in_s": max(0.0, ln.next_at - now)}
+                for ch, ln in self._lanes.items()
+            }
 
     def _pick(self) -> str | None:
         """Under the condition: a channel that has messages, is idle and is due."""
@@ -511,6 +564,11 @@ class Sender:
                 lane.next_at = time.monotonic() + delay
                 self.outbox.failed(msg, out.detail)
                 if lane.failures == 1 or lane.failures % 10 == 0:
-                    log.warning("outbox: channel %s: %s (failure %d, retry in %.1fs)", ch,
-                                redact(out.detail), lane.failures, delay)
+                    log.warning(
+                        "outbox: channel %s: %s (failure %d, retry in %.1fs)",
+                        ch,
+                        redact(out.detail),
+                        lane.failures,
+                        delay,
+                    )
                 return

@@ -1,6 +1,6 @@
 """A local RTSP server for trakr's tests, demo and benchmarks.
 
-:class:`RtspServer` serves one Annex-B H.264 file (see :func:`trakr.media.h264_annexb_path`) on
+:class:`RtspServer` serves one Annex-B H.264 file (see :func:`trakr.devtools.media.h264_annexb_path`) on
 ``N`` mounts, ``rtsp://127.0.0.1:PORT/cam0`` .. ``/cam{N-1}``, looped forever at the clip's
 real-time rate (10 fps for vtest.avi), like a set of live IP cameras.
 
@@ -21,8 +21,8 @@ Clients: OpenCV's FFMPEG backend needs TCP transport, and a short probe makes op
 
 Example::
 
-    from trakr.media import h264_annexb_path
-    from trakr.rtsp_server import RtspServer
+    from trakr.devtools.media import h264_annexb_path
+    from trakr.devtools.rtsp_server import RtspServer
 
     with RtspServer(h264_annexb_path(), mounts=2) as srv:
         print(srv.url(0), srv.url(1))
@@ -61,7 +61,7 @@ class RtspServer:
 
     Args:
         h264_path: Annex-B H.264 elementary stream to loop (no B-frames; e.g.
-            :func:`trakr.media.h264_annexb_path`).
+            :func:`trakr.devtools.media.h264_annexb_path`).
         mounts: number of mounts, served as ``/cam0`` .. ``/cam{mounts-1}``.
         port: TCP port on 127.0.0.1; 0 picks a free one. After :meth:`start`, :attr:`port` holds
             the bound port, and :meth:`restart` comes back on that same port.
@@ -137,8 +137,9 @@ class RtspServer:
                 time.sleep(0.2)
 
     def _start_once(self) -> None:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")}
+        env = {
+            k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")
+        }
         cmd = [
             self.python, "-I", str(_SCRIPT),
             "--file", str(self.h264_path.resolve()),
@@ -149,7 +150,11 @@ class RtspServer:
         ]  # fmt: skip
         stderr = tempfile.TemporaryFile()
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env,
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=env,
             close_fds=True,
         )
         try:
@@ -173,18 +178,14 @@ class RtspServer:
             while b"\n" not in buf:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise RuntimeError(
-                        f"RTSP server did not report its port within {self.start_timeout:.0f} s"
-                    )
+                    raise RuntimeError(f"RTSP server did not report its port within {self.start_timeout:.0f} s")
                 if sel.select(left):
                     chunk = os.read(fd, 4096)
                     if not chunk:
                         proc.wait(timeout=5)
                         if proc.returncode == _EXIT_BIND:
                             raise _BindError(f"RTSP server cannot listen on 127.0.0.1:{self.port}")
-                        raise RuntimeError(
-                            f"RTSP server exited with code {proc.returncode} before listening"
-                        )
+                        raise RuntimeError(f"RTSP server exited with code {proc.returncode} before listening")
                     buf += chunk
         line = buf.split(b"\n", 1)[0].decode("ascii", "replace").strip()
         if not line.startswith("PORT "):

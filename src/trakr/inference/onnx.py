@@ -22,7 +22,7 @@ import numpy as np
 import onnxruntime as ort
 import supervision as sv
 
-from trakr.detector import Detector, class_names_from_metadata, letterbox_batch, postprocess
+from trakr.inference.base import Detector, class_names_from_metadata, letterbox_batch, postprocess
 
 
 def default_model_path() -> Path:
@@ -36,8 +36,9 @@ def default_model_path() -> Path:
     return path
 
 
-def open_session(model_path: str | Path | None, threads: int = 0,
-                 providers: list[str] | None = None) -> ort.InferenceSession:
+def open_session(
+    model_path: str | Path | None, threads: int = 0, providers: list[str] | None = None
+) -> ort.InferenceSession:
     """Open an ONNX Runtime session with the requested providers (unavailable ones are skipped)."""
     path = Path(model_path) if model_path else default_model_path()
     if not path.is_file():
@@ -53,8 +54,15 @@ def open_session(model_path: str | Path | None, threads: int = 0,
 class OnnxDetector(Detector):
     """Batched in-process inference with letterboxing, NMS and the model's own class names."""
 
-    def __init__(self, model_path: str | Path | None = None, imgsz: int = 416, confidence: float = 0.35,
-                 iou: float = 0.5, threads: int = 0, providers: list[str] | None = None):
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        imgsz: int = 416,
+        confidence: float = 0.35,
+        iou: float = 0.5,
+        threads: int = 0,
+        providers: list[str] | None = None,
+    ):
         self.session = open_session(model_path, threads, providers)
         self.class_names = class_names_from_metadata(self.session.get_modelmeta().custom_metadata_map)
         self.imgsz, self.confidence, self.iou = imgsz, confidence, iou
@@ -68,7 +76,7 @@ class OnnxDetector(Detector):
     def infer(self, tensor: np.ndarray) -> np.ndarray:
         """Run the raw model on an NCHW float32 tensor (split if the export has a fixed batch)."""
         if self._fixed_batch and tensor.shape[0] != self._fixed_batch:
-            outs = [self.session.run(None, {self._input: tensor[i:i + 1]})[0] for i in range(len(tensor))]
+            outs = [self.session.run(None, {self._input: tensor[i : i + 1]})[0] for i in range(len(tensor))]
             return np.concatenate(outs)
         return self.session.run(None, {self._input: tensor})[0]
 

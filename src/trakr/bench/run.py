@@ -70,6 +70,7 @@ OPENCV_CAPTURE_OPTIONS = "rtsp_transport;tcp|analyzeduration;100000"
 
 # ------------------------------------------------------------------------------------ options
 
+
 @dataclass
 class BenchOptions:
     """What ``trakr bench`` runs (see :func:`run_bench`)."""
@@ -110,13 +111,14 @@ def _warmup(opts: BenchOptions) -> float:
 def base_config_raw(opts: BenchOptions) -> dict:
     if opts.config is not None:
         return json.loads(Path(opts.config).read_text())
-    from trakr.cli import default_config_raw
+    from trakr.devtools.demo import default_config_raw
 
     return default_config_raw()
 
 
-def bench_config(base: dict, addresses: list[str], opts: BenchOptions, output_dir: Path,
-                 extra: Callable[[dict], None] | None = None) -> SysConfig:
+def bench_config(
+    base: dict, addresses: list[str], opts: BenchOptions, output_dir: Path, extra: Callable[[dict], None] | None = None
+) -> SysConfig:
     """``base`` with its cameras cycled over ``addresses`` (ids 0..N-1, every frame sampled)."""
     raw = json.loads(json.dumps(base))
     templates = raw.get("cameras") or [{"Detection": "person", "ROI": "NA"}]
@@ -153,7 +155,7 @@ def bench_config(base: dict, addresses: list[str], opts: BenchOptions, output_di
 @contextlib.contextmanager
 def camera_sources(n: int, source: str) -> Iterator[tuple[list[str], object | None]]:
     """``n`` addresses of sample cameras: RTSP mounts of a local server, or the clip file."""
-    from trakr.media import h264_annexb_path, sample_clip_path
+    from trakr.devtools.media import h264_annexb_path, sample_clip_path
 
     if source == "file":
         yield [str(sample_clip_path())] * n, None
@@ -161,13 +163,14 @@ def camera_sources(n: int, source: str) -> Iterator[tuple[list[str], object | No
     if source != "rtsp":
         raise ValueError(f"unknown source {source!r} (rtsp or file)")
     os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", OPENCV_CAPTURE_OPTIONS)
-    from trakr.rtsp_server import RtspServer
+    from trakr.devtools.rtsp_server import RtspServer
 
     with RtspServer(h264_annexb_path(), mounts=n) as server:
         yield [server.url(i) for i in range(n)], server
 
 
 # ------------------------------------------------------------------------------------ helpers
+
 
 def percentiles(values, qs=(50, 95, 99)) -> dict[str, float | None]:
     if not len(values):
@@ -195,7 +198,7 @@ def _r(x, nd=2):
 
 def load_frames(n: int = 32, stride: int = 7) -> list[np.ndarray]:
     """``n`` decoded BGR frames spread over the sample clip."""
-    from trakr.media import sample_clip_path
+    from trakr.devtools.media import sample_clip_path
 
     cap = cv2.VideoCapture(str(sample_clip_path()), cv2.CAP_FFMPEG)
     frames, i = [], 0
@@ -248,17 +251,21 @@ class _CpuMeter:
         machine = (busy(s1) - busy(self.s0)) / dt
         own = (self._own() - self.c0) / dt
         extra = (self._extra() - self.e0) / dt
-        return {"process_cpu_percent": round(own * 100, 1), "helper_cpu_percent": round(extra * 100, 1),
-                "machine_cpu_percent": round(machine * 100, 1),
-                "other_cpu_percent": round(max(0.0, machine - own - extra) * 100, 1),
-                "cores": psutil.cpu_count()}
+        return {
+            "process_cpu_percent": round(own * 100, 1),
+            "helper_cpu_percent": round(extra * 100, 1),
+            "machine_cpu_percent": round(machine * 100, 1),
+            "other_cpu_percent": round(max(0.0, machine - own - extra) * 100, 1),
+            "cores": psutil.cpu_count(),
+        }
 
 
 # ------------------------------------------------------------------------------------ raw model
 
+
 def measure_raw(detector, frames: list[np.ndarray], batch_sizes: list[int], seconds: float = 1.5) -> dict:
     """Throughput of ``detector.detect`` on preloaded frames at each batch size (frames/s)."""
-    from trakr.detector import letterbox_batch
+    from trakr.inference.base import letterbox_batch
 
     out: dict[int, float] = {}
     for bs in sorted(set(batch_sizes)):
@@ -272,8 +279,12 @@ def measure_raw(detector, frames: list[np.ndarray], batch_sizes: list[int], seco
             k += bs
         out[bs] = n / (time.perf_counter() - t0)
     best = max(out, key=out.get)
-    res = {"batch_fps": {str(k): round(v, 2) for k, v in out.items()}, "best_batch": best,
-           "fps": round(out[best], 2), "ms_per_frame": round(1000 / out[best], 2)}
+    res = {
+        "batch_fps": {str(k): round(v, 2) for k, v in out.items()},
+        "best_batch": best,
+        "fps": round(out[best], 2),
+        "ms_per_frame": round(1000 / out[best], 2),
+    }
     if hasattr(detector, "infer") and hasattr(detector, "imgsz"):
         tensor, _ = letterbox_batch([frames[i % len(frames)] for i in range(best)], detector.imgsz)
         detector.infer(tensor)
@@ -288,10 +299,13 @@ def measure_raw(detector, frames: list[np.ndarray], batch_sizes: list[int], seco
 
 # ------------------------------------------------------------------------------------ trakr run
 
-def run_trakr(cfg: SysConfig, duration: float, warmup: float, output_dir: Path,
-              helper_pids: list[int] = (), detector=None) -> dict:
+
+def run_trakr(
+    cfg: SysConfig, duration: float, warmup: float, output_dir: Path, helper_pids: list[int] = (), detector=None
+) -> dict:
     """Run the real pipeline for ``duration`` s; measure the window after ``warmup`` s."""
-    from trakr.pipeline import BatchResult, Pipeline
+    from trakr.pipeline import Pipeline
+    from trakr.types import BatchResult
 
     pipeline = Pipeline(cfg, detector=detector, output_dir=output_dir)
     lock = threading.Lock()
@@ -312,11 +326,18 @@ def run_trakr(cfg: SysConfig, duration: float, warmup: float, output_dir: Path,
         cams = {}
         for cid, (cam, st) in pipeline.reader_stats().items():
             g, s = gate.get(cid), slots.get(cid)
-            cams[cid] = dict(name=cam.name, read=st.frames_read, published=st.frames_published,
-                             analysed=pipeline.stats.analysed_per_camera.get(cid, 0),
-                             seen=g.seen if g else 0, passed=g.passed if g else 0,
-                             dropped=s.dropped if s else 0, put=s.put_count if s else 0,
-                             reconnects=st.reconnects, state=st.state)
+            cams[cid] = dict(
+                name=cam.name,
+                read=st.frames_read,
+                published=st.frames_published,
+                analysed=pipeline.stats.analysed_per_camera.get(cid, 0),
+                seen=g.seen if g else 0,
+                passed=g.passed if g else 0,
+                dropped=s.dropped if s else 0,
+                put=s.put_count if s else 0,
+                reconnects=st.reconnects,
+                state=st.state,
+            )
         return {"t": time.time(), "m": time.monotonic(), "cams": cams}
 
     series: list[dict] = []
@@ -339,9 +360,16 @@ def run_trakr(cfg: SysConfig, duration: float, warmup: float, output_dir: Path,
                 recent = [lt for d, lt, _ in lats[last_n:]]
                 last_n = len(lats)
             p = percentiles(recent, (50, 99))
-            series.append({"t": round(now - t_start, 2), "rss_mb": round(rss / 2**20, 1),
-                           "cpu_percent": round(cpu_pct, 1), "analysed_fps": round(len(recent) / dt, 1),
-                           "p50_ms": _ms(p["p50"]), "p99_ms": _ms(p["p99"])})
+            series.append(
+                {
+                    "t": round(now - t_start, 2),
+                    "rss_mb": round(rss / 2**20, 1),
+                    "cpu_percent": round(cpu_pct, 1),
+                    "analysed_fps": round(len(recent) / dt, 1),
+                    "p50_ms": _ms(p["p50"]),
+                    "p99_ms": _ms(p["p99"]),
+                }
+            )
             last_cpu, last_t = cpu, now_m
 
     pipeline.start()
@@ -368,51 +396,77 @@ def run_trakr(cfg: SysConfig, duration: float, warmup: float, output_dir: Path,
         ca, cb = a["cams"].get(cid), b["cams"][cid]
         if ca is None:
             continue
-        d = {k: cb[k] - ca[k] for k in ("read", "published", "analysed", "seen", "passed", "dropped", "put", "reconnects")}
+        d = {
+            k: cb[k] - ca[k]
+            for k in ("read", "published", "analysed", "seen", "passed", "dropped", "put", "reconnects")
+        }
         lat_c = [lt for _, lt, c in wl if c == cid]
         pc = percentiles(lat_c)
-        cams.append({
-            "camera": cid, "name": cb["name"], "state": cb["state"],
-            "capture_fps": _r(d["read"] / window), "published_fps": _r(d["published"] / window),
-            "analysed_fps": _r(d["analysed"] / window),
-            "gate_pass_rate": _r(d["passed"] / d["seen"], 3) if d["seen"] else None,
-            "dropped": d["dropped"], "drop_rate": _r(d["dropped"] / d["put"], 3) if d["put"] else None,
-            "reconnects": d["reconnects"],
-            "latency_ms": {k: _ms(v) for k, v in pc.items()},
-        })
+        cams.append(
+            {
+                "camera": cid,
+                "name": cb["name"],
+                "state": cb["state"],
+                "capture_fps": _r(d["read"] / window),
+                "published_fps": _r(d["published"] / window),
+                "analysed_fps": _r(d["analysed"] / window),
+                "gate_pass_rate": _r(d["passed"] / d["seen"], 3) if d["seen"] else None,
+                "dropped": d["dropped"],
+                "drop_rate": _r(d["dropped"] / d["put"], 3) if d["put"] else None,
+                "reconnects": d["reconnects"],
+                "latency_ms": {k: _ms(v) for k, v in pc.items()},
+            }
+        )
     tot = lambda k: sum(c[k] or 0 for c in cams)  # noqa: E731
     n_frames = sum(x[1] for x in wb)
     infer = sum(x[3] for x in wb)
     lat_all = [lt for _, lt, _ in wl]
     p = percentiles(lat_all)
     steady = [s for s in series if s["t"] >= warmup]
-    dropped, put = sum(b["cams"][c]["dropped"] - a["cams"][c]["dropped"] for c in a["cams"] if c in b["cams"]), \
-        sum(b["cams"][c]["put"] - a["cams"][c]["put"] for c in a["cams"] if c in b["cams"])
+    dropped, put = (
+        sum(b["cams"][c]["dropped"] - a["cams"][c]["dropped"] for c in a["cams"] if c in b["cams"]),
+        sum(b["cams"][c]["put"] - a["cams"][c]["put"] for c in a["cams"] if c in b["cams"]),
+    )
     passed = sum(b["cams"][c]["passed"] - a["cams"][c]["passed"] for c in a["cams"] if c in b["cams"])
     seen = sum(b["cams"][c]["seen"] - a["cams"][c]["seen"] for c in a["cams"] if c in b["cams"])
     return {
-        "cameras": len(cfg.cameras), "duration_s": duration, "window_s": round(window, 2),
-        "batch_size": cfg.common.batch_size, "deadline_ms": cfg.trakr.batch.deadline_ms,
-        "imgsz": cfg.trakr.detector.imgsz, "gate": cfg.trakr.gate.enabled, "backend": cfg.trakr.detector.backend,
+        "cameras": len(cfg.cameras),
+        "duration_s": duration,
+        "window_s": round(window, 2),
+        "batch_size": cfg.common.batch_size,
+        "deadline_ms": cfg.trakr.batch.deadline_ms,
+        "imgsz": cfg.trakr.detector.imgsz,
+        "gate": cfg.trakr.gate.enabled,
+        "backend": cfg.trakr.detector.backend,
         "per_camera": cams,
-        "capture_fps": _r(tot("capture_fps")), "published_fps": _r(tot("published_fps")),
+        "capture_fps": _r(tot("capture_fps")),
+        "published_fps": _r(tot("published_fps")),
         "analysed_fps": _r(tot("analysed_fps")),
         "gate_pass_rate": _r(passed / seen, 3) if seen else None,
-        "dropped": dropped, "drop_rate": _r(dropped / put, 3) if put else None,
+        "dropped": dropped,
+        "drop_rate": _r(dropped / put, 3) if put else None,
         "saturated": bool(put and dropped / put > 0.05),
-        "batches": len(wb), "batch_fill": _r(n_frames / sum(x[2] for x in wb), 3) if wb else None,
+        "batches": len(wb),
+        "batch_fill": _r(n_frames / sum(x[2] for x in wb), 3) if wb else None,
         "model_ms_per_frame": _r(1000 * infer / n_frames, 1) if n_frames else None,
         "model_ms_per_batch": _r(1000 * infer / len(wb), 1) if wb else None,
         "detector_busy": _r(infer / window, 3),
-        "latency_ms": {**{k: _ms(v) for k, v in p.items()}, "max": _ms(max(lat_all) if lat_all else None),
-                       "mean": _ms(float(np.mean(lat_all)) if lat_all else None)},
-        "latency_p50_slope_ms_per_min": _r(slope_per_min([s["t"] for s in steady],
-                                                          [s["p50_ms"] if s["p50_ms"] is not None else np.nan
-                                                           for s in steady]), 2),
+        "latency_ms": {
+            **{k: _ms(v) for k, v in p.items()},
+            "max": _ms(max(lat_all) if lat_all else None),
+            "mean": _ms(float(np.mean(lat_all)) if lat_all else None),
+        },
+        "latency_p50_slope_ms_per_min": _r(
+            slope_per_min(
+                [s["t"] for s in steady], [s["p50_ms"] if s["p50_ms"] is not None else np.nan for s in steady]
+            ),
+            2,
+        ),
         "rss_peak_mb": round(rss_peak[0] / 2**20, 1),
         "rss_slope_mb_per_min": _r(slope_per_min([s["t"] for s in steady], [s["rss_mb"] for s in steady]), 2),
         **cpu,
-        "alerts": pipeline.stats.alerts, "detector_errors": pipeline.stats.detector_errors,
+        "alerts": pipeline.stats.alerts,
+        "detector_errors": pipeline.stats.detector_errors,
         "detector_stats": pipeline.detector.stats_dict() if hasattr(pipeline.detector, "stats_dict") else None,
         "series": series,
     }
@@ -420,8 +474,10 @@ def run_trakr(cfg: SysConfig, duration: float, warmup: float, output_dir: Path,
 
 # ------------------------------------------------------------------------------------ naive loop
 
-def run_naive(addresses: list[str], detector, duration: float, realtime_files: bool = True,
-              helper_pids: list[int] = ()) -> dict:
+
+def run_naive(
+    addresses: list[str], detector, duration: float, realtime_files: bool = True, helper_pids: list[int] = ()
+) -> dict:
     """One thread: read each camera in turn, ``detector.detect([frame])`` on every frame.
 
     Latency of a frame = time its result is ready - its stream time (first frame's wall time +
@@ -472,29 +528,43 @@ def run_naive(addresses: list[str], detector, duration: float, realtime_files: b
     vals = [x for _, x in lats]
     half = len(vals) // 2
     p = percentiles(vals)
-    return {"cameras": len(addresses), "duration_s": round(elapsed, 2), "analysed_fps": _r(n / elapsed),
-            "latency_ms": {**{k: _ms(v) for k, v in p.items()}, "max": _ms(max(vals) if vals else None),
-                           "first_half_p50": _ms(percentiles(vals[:half], (50,))["p50"]) if half else None,
-                           "second_half_p50": _ms(percentiles(vals[half:], (50,))["p50"]) if half else None},
-            "latency_slope_ms_per_min": _r(slope_per_min([d - lats[0][0] for d, _ in lats], [1000 * x for x in vals]), 1)
-            if len(lats) > 2 else None,
-            **cpu}
+    return {
+        "cameras": len(addresses),
+        "duration_s": round(elapsed, 2),
+        "analysed_fps": _r(n / elapsed),
+        "latency_ms": {
+            **{k: _ms(v) for k, v in p.items()},
+            "max": _ms(max(vals) if vals else None),
+            "first_half_p50": _ms(percentiles(vals[:half], (50,))["p50"]) if half else None,
+            "second_half_p50": _ms(percentiles(vals[half:], (50,))["p50"]) if half else None,
+        },
+        "latency_slope_ms_per_min": _r(slope_per_min([d - lats[0][0] for d, _ in lats], [1000 * x for x in vals]), 1)
+        if len(lats) > 2
+        else None,
+        **cpu,
+    }
 
 
 # ------------------------------------------------------------------------------------ gate check
 
-def gate_check(base: dict, opts: BenchOptions, detector=None, max_frames: int | None = None,
-               sweep_area: tuple[float, ...] = (0.02, 0.03, 0.05)) -> dict:
+
+def gate_check(
+    base: dict,
+    opts: BenchOptions,
+    detector=None,
+    max_frames: int | None = None,
+    sweep_area: tuple[float, ...] = (0.02, 0.03, 0.05),
+) -> dict:
     """Gated vs ungated on every frame of the real clip: same frames, same detections.
 
     ``sweep_area``: other ``area_threshold`` values compared the same way (skipped fraction and
     missed alerts), to show what a busier-scene setting would cost.
     """
-    from trakr.alerts import AlertPolicy
-    from trakr.frame import Frame
-    from trakr.gate import ChangeGate
-    from trakr.media import sample_clip_path
-    from trakr.rules import CameraRules
+    from trakr.capture.gate import ChangeGate
+    from trakr.devtools.media import sample_clip_path
+    from trakr.rules.policy import AlertPolicy
+    from trakr.rules.zones import CameraRules
+    from trakr.types import Frame
 
     clip = str(sample_clip_path())
     with tempfile.TemporaryDirectory() as tmp:
@@ -513,7 +583,7 @@ def gate_check(base: dict, opts: BenchOptions, detector=None, max_frames: int | 
     bs = max(1, cfg.common.batch_size)
     dets = []
     for i in range(0, len(images), bs):
-        dets.extend(det.detect(images[i:i + bs]))
+        dets.extend(det.detect(images[i : i + bs]))
     t_det = time.perf_counter() - t_det
     t0 = 1_700_000_000.0
     gate_opts = cfg.trakr.gate.model_dump()
@@ -523,8 +593,9 @@ def gate_check(base: dict, opts: BenchOptions, detector=None, max_frames: int | 
     def arm(gate_kw: dict | None) -> dict:
         gate = ChangeGate(**gate_kw) if gate_kw else None
         rules = {c.camera_id: CameraRules(c, roi_enabled=cfg.common.roi_en) for c in cfg.cameras}
-        policy = AlertPolicy(dict(pause),
-                             {c.camera_id: bool(cfg.common.enable_alert and c.alert_en) for c in cfg.cameras})
+        policy = AlertPolicy(
+            dict(pause), {c.camera_id: bool(cfg.common.enable_alert and c.alert_en) for c in cfg.cameras}
+        )
         alerts, analysed = [], 0
         for i, (img, d) in enumerate(zip(images, dets)):
             t = t0 + i / fps
@@ -535,9 +606,14 @@ def gate_check(base: dict, opts: BenchOptions, detector=None, max_frames: int | 
                 for v in rules[cam.camera_id].evaluate((img.shape[1], img.shape[0]), d):
                     if policy.allow(v, t):
                         alerts.append((cam.camera_id, v.roi, v.violation, round(t - t0, 2)))
-        return {"analysed": analysed, "alerts": alerts,
-                "gate": {str(k): asdict(s) | {"pass_rate": round(s.pass_rate, 3)}
-                         for k, s in (gate.stats.items() if gate else [])}}
+        return {
+            "analysed": analysed,
+            "alerts": alerts,
+            "gate": {
+                str(k): asdict(s) | {"pass_rate": round(s.pass_rate, 3)}
+                for k, s in (gate.stats.items() if gate else [])
+            },
+        }
 
     def matched(a, pool) -> bool:
         return any(g[:3] == a[:3] and abs(g[3] - a[3]) <= pause[a[0]] for g in pool)
@@ -553,11 +629,17 @@ def gate_check(base: dict, opts: BenchOptions, detector=None, max_frames: int | 
         gated = gated_arm["alerts"]
         missed = [a for a in ungated if not matched(a, gated)]
         skipped = 1 - gated_arm["analysed"] / seen if seen else None
-        return {"skipped_fraction": _r(skipped, 3), "frames_analysed": gated_arm["analysed"],
-                "alerts": len(gated), "person_alerts": len(person(gated)), "missed": len(missed),
-                "person_missed": len(person(missed)), "missed_alerts": [list(a) for a in missed],
-                "extra_alerts": [list(g) for g in gated if not matched(g, ungated)],
-                "target_met": bool(skipped is not None and skipped >= 0.5 and not person(missed))}
+        return {
+            "skipped_fraction": _r(skipped, 3),
+            "frames_analysed": gated_arm["analysed"],
+            "alerts": len(gated),
+            "person_alerts": len(person(gated)),
+            "missed": len(missed),
+            "person_missed": len(person(missed)),
+            "missed_alerts": [list(a) for a in missed],
+            "extra_alerts": [list(g) for g in gated if not matched(g, ungated)],
+            "target_met": bool(skipped is not None and skipped >= 0.5 and not person(missed)),
+        }
 
     gated_arm = arm(gate_opts)
     main = compare(gated_arm)
@@ -566,19 +648,29 @@ def gate_check(base: dict, opts: BenchOptions, detector=None, max_frames: int | 
         if area == gate_opts["area_threshold"]:
             continue
         r = compare(arm({**gate_opts, "area_threshold": area}))
-        sweep.append({"area_threshold": area, **{k: v for k, v in r.items() if k not in ("missed_alerts", "extra_alerts")}})
+        sweep.append(
+            {"area_threshold": area, **{k: v for k, v in r.items() if k not in ("missed_alerts", "extra_alerts")}}
+        )
     return {
-        "clip": Path(clip).name, "frames": len(images), "fps": fps, "cameras": len(cfg.cameras),
-        "imgsz": cfg.trakr.detector.imgsz, "gate_options": gate_opts,
+        "clip": Path(clip).name,
+        "frames": len(images),
+        "fps": fps,
+        "cameras": len(cfg.cameras),
+        "imgsz": cfg.trakr.detector.imgsz,
+        "gate_options": gate_opts,
         "detect_seconds": round(t_det, 1),
         "frames_analysed": {"ungated": seen, "gated": main["frames_analysed"]},
         "skipped_fraction": main["skipped_fraction"],
         "alerts": {"ungated": len(ungated), "gated": main["alerts"]},
-        "person_alerts": {"ungated": len(person(ungated)), "gated": main["person_alerts"],
-                          "missed": main["person_missed"]},
-        "missed": main["missed_alerts"], "extra": main["extra_alerts"],
+        "person_alerts": {
+            "ungated": len(person(ungated)),
+            "gated": main["person_alerts"],
+            "missed": main["person_missed"],
+        },
+        "missed": main["missed_alerts"],
+        "extra": main["extra_alerts"],
         "matching": "an ungated alert is matched by a gated alert of the same camera, ROI and violation "
-                    "within the camera's alert_time_pause (stream time)",
+        "within the camera's alert_time_pause (stream time)",
         "gate_stats": gated_arm["gate"],
         "target_met": main["target_met"],
         "sweep": sweep,
@@ -590,9 +682,9 @@ def gate_check(base: dict, opts: BenchOptions, detector=None, max_frames: int | 
 _READER_CHILD = r"""
 import json, os, resource, sys, threading, time
 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp|analyzeduration;100000")
-from trakr.capture import CameraReader
+from trakr.capture.reader import CameraReader
 from trakr.config import CameraConfig, CaptureOptions
-from trakr.slot import LatestFrameSlot
+from trakr.capture.slot import LatestFrameSlot
 path, seconds = sys.argv[1], float(sys.argv[2])
 slot = LatestFrameSlot(0)
 taken = [0]
@@ -638,7 +730,7 @@ print(json.dumps({"frames": n, "cpu_s": cpu, "wall_s": time.monotonic() - w0}))
 
 def make_720p25_clip(seconds: float = 10.0) -> Path:
     """A 1280x720 25 fps H.264 MP4 made from the sample clip with the ffmpeg CLI (cached)."""
-    from trakr.media import sample_clip_path
+    from trakr.devtools.media import sample_clip_path
 
     clip = sample_clip_path()
     out = clip.parent / f"vtest_720p25_{int(seconds)}s.mp4"
@@ -648,10 +740,35 @@ def make_720p25_clip(seconds: float = 10.0) -> Path:
     if not ffmpeg:
         raise RuntimeError("the capture check needs the ffmpeg CLI")
     tmp = out.with_suffix(".part.mp4")
-    subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i", str(clip),
-                    "-t", str(seconds), "-vf", "scale=1280:720,fps=25", "-an", "-c:v", "libx264",
-                    "-preset", "veryfast", "-g", "50", "-pix_fmt", "yuv420p", str(tmp)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            ffmpeg,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-y",
+            "-i",
+            str(clip),
+            "-t",
+            str(seconds),
+            "-vf",
+            "scale=1280:720,fps=25",
+            "-an",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-g",
+            "50",
+            "-pix_fmt",
+            "yuv420p",
+            str(tmp),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     os.replace(tmp, out)
     return out
 
@@ -672,8 +789,12 @@ def _ffmpeg_decode(path: Path, pix_fmt: str | None = None, realtime: bool = Fals
         raise RuntimeError(f"ffmpeg -benchmark failed: {p.stderr[-500:]}")
     cpu = float(m.group(1)) + float(m.group(2))
     n = int(frames[-1])
-    return {"frames": n, "cpu_s": round(cpu, 3), "ms_per_frame": round(1000 * cpu / n, 3),
-            "command": " ".join(["ffmpeg", *cmd[1:]])}
+    return {
+        "frames": n,
+        "cpu_s": round(cpu, 3),
+        "ms_per_frame": round(1000 * cpu / n, 3),
+        "command": " ".join(["ffmpeg", *cmd[1:]]),
+    }
 
 
 def _child(code: str, *args: str, timeout: float = 300) -> dict:
@@ -702,12 +823,20 @@ def capture_check(seconds: float = 10.0) -> dict:
     per = lambda d: 1000 * d["cpu_s"] / max(1, d["frames"])  # noqa: E731
     reader_ms = per(rd)
     return {
-        "clip": clip.name, "resolution": "1280x720", "fps": 25, "frames": ff["frames"],
-        "ffmpeg_decode": ff, "ffmpeg_decode_realtime": ff_re, "ffmpeg_decode_realtime_bgr24": ff_re_bgr,
+        "clip": clip.name,
+        "resolution": "1280x720",
+        "fps": 25,
+        "frames": ff["frames"],
+        "ffmpeg_decode": ff,
+        "ffmpeg_decode_realtime": ff_re,
+        "ffmpeg_decode_realtime_bgr24": ff_re_bgr,
         "opencv_read_loop": {**cv, "ms_per_frame": round(per(cv), 3)},
         "opencv_read_loop_paced": {**cv_paced, "ms_per_frame": round(per(cv_paced), 3)},
-        "trakr_reader": {**rd, "ms_per_frame": round(reader_ms, 3),
-                         "cpu_percent_per_camera": round(100 * rd["cpu_s"] / rd["wall_s"], 1)},
+        "trakr_reader": {
+            **rd,
+            "ms_per_frame": round(reader_ms, 3),
+            "cpu_percent_per_camera": round(100 * rd["cpu_s"] / rd["wall_s"], 1),
+        },
         "ratio_vs_ffmpeg_realtime": round(reader_ms / ff_re["ms_per_frame"], 2),
         "ratio_vs_ffmpeg_realtime_bgr24": round(reader_ms / ff_re_bgr["ms_per_frame"], 2),
         "ratio_vs_ffmpeg_unpaced": round(reader_ms / ff["ms_per_frame"], 2),
@@ -719,12 +848,13 @@ def capture_check(seconds: float = 10.0) -> dict:
 
 # ------------------------------------------------------------------------------------ redis backend
 
+
 @contextlib.contextmanager
 def redis_backend(workers: int, imgsz: int, threads: int | None = None) -> Iterator[Callable[[dict], None]]:
     """A private redis-server on a free 127.0.0.1 port and ``workers`` ``trakr worker``
     processes sharing this machine's cores; yields a patch for the bench config."""
     try:
-        import trakr.redis_detector  # noqa: F401
+        import trakr.inference.redis_client  # noqa: F401
     except ImportError as e:
         raise RuntimeError("--backend redis needs trakr.redis_detector (not in this build)") from e
     redis_bin = shutil.which("redis-server")
@@ -742,9 +872,25 @@ def redis_backend(workers: int, imgsz: int, threads: int | None = None) -> Itera
     url = f"redis://127.0.0.1:{port}/0"
     threads = threads or max(1, (psutil.cpu_count() or 1) // workers)
     try:
-        procs.append(subprocess.Popen([redis_bin, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-                                       "--appendonly", "no", "--dir", tmp],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    redis_bin,
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    tmp,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         client = redis.Redis.from_url(url, socket_timeout=1)
         for _ in range(100):
             with contextlib.suppress(redis.exceptions.RedisError):
@@ -755,10 +901,28 @@ def redis_backend(workers: int, imgsz: int, threads: int | None = None) -> Itera
         for i in range(workers):
             logf = open(Path(tmp) / f"worker{i}.log", "wb")  # noqa: SIM115 - closed below
             logs.append(logf)
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "trakr.cli", "worker", "--redis", url, "--imgsz", str(imgsz),
-                 "--threads", str(threads), "--name", f"bench-worker-{i}", "--log-level", "WARNING"],
-                stdout=logf, stderr=subprocess.STDOUT))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "trakr.cli",
+                        "worker",
+                        "--redis",
+                        url,
+                        "--imgsz",
+                        str(imgsz),
+                        "--threads",
+                        str(threads),
+                        "--name",
+                        f"bench-worker-{i}",
+                        "--log-level",
+                        "WARNING",
+                    ],
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         time.sleep(1.5)  # workers open their sessions and create the group
         for p, logf in zip(procs[1:], logs):
             if p.poll() is not None:
@@ -788,13 +952,14 @@ def redis_backend(workers: int, imgsz: int, threads: int | None = None) -> Itera
 
 def local_detector(cfg: SysConfig):
     """The embedded ONNX detector with ``cfg``'s model and size (raw and naive references)."""
-    from trakr.onnx_detector import OnnxDetector
+    from trakr.inference.onnx import OnnxDetector
 
     d = cfg.trakr.detector
     return OnnxDetector(d.model_path, d.imgsz, d.confidence, d.iou, d.threads, d.providers)
 
 
 # ------------------------------------------------------------------------------------ whole bench
+
 
 def machine_info() -> dict:
     cpu = platform.processor()
@@ -805,9 +970,15 @@ def machine_info() -> dict:
                 break
     import onnxruntime
 
-    return {"cpu": cpu, "cores": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "python": platform.python_version(), "opencv": cv2.__version__, "onnxruntime": onnxruntime.__version__,
-            "loadavg_start": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "cpu": cpu,
+        "cores": psutil.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "opencv": cv2.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def evaluate_targets(run: dict, raw: dict | None) -> dict:
@@ -816,9 +987,14 @@ def evaluate_targets(run: dict, raw: dict | None) -> dict:
     out: dict = {}
     if raw:
         ratio = t["analysed_fps"] / raw["fps"] if raw["fps"] else None
-        out["throughput"] = {"analysed_fps": t["analysed_fps"], "raw_fps": raw["fps"], "ratio": _r(ratio, 3),
-                             "saturated": t["saturated"], "target": ">= 0.90 of raw when saturated",
-                             "met": (ratio >= 0.9) if (t["saturated"] and ratio is not None) else None}
+        out["throughput"] = {
+            "analysed_fps": t["analysed_fps"],
+            "raw_fps": raw["fps"],
+            "ratio": _r(ratio, 3),
+            "saturated": t["saturated"],
+            "target": ">= 0.90 of raw when saturated",
+            "met": (ratio >= 0.9) if (t["saturated"] and ratio is not None) else None,
+        }
         bms = raw.get("batch_ms", {}).get(str(t["batch_size"]))
         batch_ms = bms if bms is not None else t["model_ms_per_batch"]
     else:
@@ -826,12 +1002,19 @@ def evaluate_targets(run: dict, raw: dict | None) -> dict:
     p99 = t["latency_ms"]["p99"]
     if batch_ms is not None and p99 is not None:
         bound = 2 * (t["deadline_ms"] + batch_ms)
-        out["latency"] = {"p99_ms": p99, "bound_ms": round(bound, 1),
-                          "target": "p99 < 2 x (deadline + one batch inference)", "met": p99 < bound,
-                          "p50_slope_ms_per_min": t["latency_p50_slope_ms_per_min"]}
-    out["rss"] = {"slope_mb_per_min": t["rss_slope_mb_per_min"], "target": "< 1 MB/min after warm-up",
-                  "met": None if t["rss_slope_mb_per_min"] is None else abs(t["rss_slope_mb_per_min"]) < 1.0,
-                  "note": "meaningful on runs of several minutes (--duration 600)"}
+        out["latency"] = {
+            "p99_ms": p99,
+            "bound_ms": round(bound, 1),
+            "target": "p99 < 2 x (deadline + one batch inference)",
+            "met": p99 < bound,
+            "p50_slope_ms_per_min": t["latency_p50_slope_ms_per_min"],
+        }
+    out["rss"] = {
+        "slope_mb_per_min": t["rss_slope_mb_per_min"],
+        "target": "< 1 MB/min after warm-up",
+        "met": None if t["rss_slope_mb_per_min"] is None else abs(t["rss_slope_mb_per_min"]) < 1.0,
+        "note": "meaningful on runs of several minutes (--duration 600)",
+    }
     return out
 
 
@@ -840,10 +1023,14 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
     os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", OPENCV_CAPTURE_OPTIONS)
     base = base_config_raw(opts)
     warmup = _warmup(opts)
-    result: dict = {"command": opts.command,
-                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine_info(),
-                    "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
-                    "warmup_s": warmup, "runs": []}
+    result: dict = {
+        "command": opts.command,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine_info(),
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
+        "warmup_s": warmup,
+        "runs": [],
+    }
     raw_res = None
     with contextlib.ExitStack() as stack:
         patch = None
@@ -855,12 +1042,16 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
         elif opts.backend != "onnx":
             raise ValueError(f"unknown backend {opts.backend!r} (onnx or redis)")
         for n in opts.cameras:
-            with camera_sources(n, opts.source) as (addresses, server), \
-                    tempfile.TemporaryDirectory(prefix="trakr-bench-") as out:
+            with (
+                camera_sources(n, opts.source) as (addresses, server),
+                tempfile.TemporaryDirectory(prefix="trakr-bench-") as out,
+            ):
                 cfg = bench_config(base, addresses, opts, Path(out), patch)
-                progress(f"{n} camera(s): trakr pipeline for {opts.duration:g}s "
-                         f"({opts.source}, imgsz {cfg.trakr.detector.imgsz}, batch {cfg.common.batch_size}, "
-                         f"gate {'on' if cfg.trakr.gate.enabled else 'off'}, backend {cfg.trakr.detector.backend})")
+                progress(
+                    f"{n} camera(s): trakr pipeline for {opts.duration:g}s "
+                    f"({opts.source}, imgsz {cfg.trakr.detector.imgsz}, batch {cfg.common.batch_size}, "
+                    f"gate {'on' if cfg.trakr.gate.enabled else 'off'}, backend {cfg.trakr.detector.backend})"
+                )
                 pids = ([server.pid] if server is not None and server.pid else []) + list(getattr(patch, "pids", []))
                 trakr_res = run_trakr(cfg, opts.duration, warmup, Path(out), pids)
                 if opts.raw and raw_res is None:
@@ -910,6 +1101,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
 
 # ------------------------------------------------------------------------------------ output
 
+
 def plot(result: dict, path: Path) -> None:
     """PNG of latency (p50, p99) and RSS over time, one line per camera count."""
     import matplotlib
@@ -923,9 +1115,14 @@ def plot(result: dict, path: Path) -> None:
         t = [x["t"] for x in s]
         nan = float("nan")
         label = f"{run['cameras']} cam"
-        line, = axes[0].plot(t, [x["p99_ms"] if x["p99_ms"] is not None else nan for x in s], label=f"{label} p99")
-        axes[0].plot(t, [x["p50_ms"] if x["p50_ms"] is not None else nan for x in s], "--", color=line.get_color(),
-                     label=f"{label} p50")
+        (line,) = axes[0].plot(t, [x["p99_ms"] if x["p99_ms"] is not None else nan for x in s], label=f"{label} p99")
+        axes[0].plot(
+            t,
+            [x["p50_ms"] if x["p50_ms"] is not None else nan for x in s],
+            "--",
+            color=line.get_color(),
+            label=f"{label} p50",
+        )
         axes[1].plot(t, [x["rss_mb"] for x in s], color=line.get_color(), label=label)
         axes[2].plot(t, [x["cpu_percent"] for x in s], color=line.get_color(), label=label)
     axes[0].set_ylabel("capture→result latency (ms)")
@@ -957,50 +1154,107 @@ def tables(result: dict) -> list:
     out = []
     for run in result["runs"]:
         t = run["trakr"]
-        tab = Table(title=f"trakr, {run['cameras']} camera(s), {t['window_s']:.0f}s steady window "
-                          f"(imgsz {t['imgsz']}, batch {t['batch_size']}, deadline {t['deadline_ms']:g} ms, "
-                          f"gate {'on' if t['gate'] else 'off'})")
+        tab = Table(
+            title=f"trakr, {run['cameras']} camera(s), {t['window_s']:.0f}s steady window "
+            f"(imgsz {t['imgsz']}, batch {t['batch_size']}, deadline {t['deadline_ms']:g} ms, "
+            f"gate {'on' if t['gate'] else 'off'})"
+        )
         for col in ("camera", "capture fps", "analysed fps", "gate pass", "slot drops", "p50 ms", "p95 ms", "p99 ms"):
             tab.add_column(col, justify="right")
         for c in t["per_camera"]:
             lat = c["latency_ms"]
-            tab.add_row(str(c["camera"]), _f(c["capture_fps"]), _f(c["analysed_fps"]),
-                        _f(c["gate_pass_rate"], "{:.0%}"), str(c["dropped"]),
-                        _f(lat["p50"], "{:.0f}"), _f(lat["p95"], "{:.0f}"), _f(lat["p99"], "{:.0f}"))
+            tab.add_row(
+                str(c["camera"]),
+                _f(c["capture_fps"]),
+                _f(c["analysed_fps"]),
+                _f(c["gate_pass_rate"], "{:.0%}"),
+                str(c["dropped"]),
+                _f(lat["p50"], "{:.0f}"),
+                _f(lat["p95"], "{:.0f}"),
+                _f(lat["p99"], "{:.0f}"),
+            )
         lat = t["latency_ms"]
-        tab.add_row("all", _f(t["capture_fps"]), _f(t["analysed_fps"]), _f(t["gate_pass_rate"], "{:.0%}"),
-                    str(t["dropped"]), _f(lat["p50"], "{:.0f}"), _f(lat["p95"], "{:.0f}"), _f(lat["p99"], "{:.0f}"),
-                    style="bold")
+        tab.add_row(
+            "all",
+            _f(t["capture_fps"]),
+            _f(t["analysed_fps"]),
+            _f(t["gate_pass_rate"], "{:.0%}"),
+            str(t["dropped"]),
+            _f(lat["p50"], "{:.0f}"),
+            _f(lat["p95"], "{:.0f}"),
+            _f(lat["p99"], "{:.0f}"),
+            style="bold",
+        )
         out.append(tab)
     summ = Table(title="trakr: " + ("scaling" if len(result["runs"]) > 1 else "summary"))
-    for col in ("cameras", "capture fps", "analysed fps", "batch fill", "model ms/frame", "detector busy",
-                "p50 ms", "p99 ms", "CPU %", "helpers CPU %", "peak RSS MB", "slot drops"):
+    for col in (
+        "cameras",
+        "capture fps",
+        "analysed fps",
+        "batch fill",
+        "model ms/frame",
+        "detector busy",
+        "p50 ms",
+        "p99 ms",
+        "CPU %",
+        "helpers CPU %",
+        "peak RSS MB",
+        "slot drops",
+    ):
         summ.add_column(col, justify="right")
     for run in result["runs"]:
         t = run["trakr"]
-        summ.add_row(str(run["cameras"]), _f(t["capture_fps"]), _f(t["analysed_fps"]), _f(t["batch_fill"], "{:.0%}"),
-                     _f(t["model_ms_per_frame"]), _f(t["detector_busy"], "{:.0%}"),
-                     _f(t["latency_ms"]["p50"], "{:.0f}"), _f(t["latency_ms"]["p99"], "{:.0f}"),
-                     _f(t["process_cpu_percent"], "{:.0f}"), _f(t["helper_cpu_percent"], "{:.0f}"),
-                     _f(t["rss_peak_mb"], "{:.0f}"),
-                     _f(t["drop_rate"], "{:.0%}"))
+        summ.add_row(
+            str(run["cameras"]),
+            _f(t["capture_fps"]),
+            _f(t["analysed_fps"]),
+            _f(t["batch_fill"], "{:.0%}"),
+            _f(t["model_ms_per_frame"]),
+            _f(t["detector_busy"], "{:.0%}"),
+            _f(t["latency_ms"]["p50"], "{:.0f}"),
+            _f(t["latency_ms"]["p99"], "{:.0f}"),
+            _f(t["process_cpu_percent"], "{:.0f}"),
+            _f(t["helper_cpu_percent"], "{:.0f}"),
+            _f(t["rss_peak_mb"], "{:.0f}"),
+            _f(t["drop_rate"], "{:.0%}"),
+        )
     out.append(summ)
     raw = result.get("raw")
-    ref = Table(title="references: raw model" + (f" {raw['fps']:.1f} fps at batch {raw['best_batch']}" if raw else "")
-                + ", naive loop")
-    for col in ("cameras", "trakr fps", "naive fps", "naive p50 ms", "naive p99 ms", "trakr/raw", "trakr/naive",
-                "p99 < bound", "machine CPU %"):
+    ref = Table(
+        title="references: raw model"
+        + (f" {raw['fps']:.1f} fps at batch {raw['best_batch']}" if raw else "")
+        + ", naive loop"
+    )
+    for col in (
+        "cameras",
+        "trakr fps",
+        "naive fps",
+        "naive p50 ms",
+        "naive p99 ms",
+        "trakr/raw",
+        "trakr/naive",
+        "p99 < bound",
+        "machine CPU %",
+    ):
         ref.add_column(col, justify="right")
     for run in result["runs"]:
         t, nv, r = run["trakr"], run.get("naive") or {}, run["ratios"]
         lat = run["targets"].get("latency") or {}
-        ref.add_row(str(run["cameras"]), _f(t["analysed_fps"]), _f(nv.get("analysed_fps")),
-                    _f((nv.get("latency_ms") or {}).get("p50"), "{:.0f}"),
-                    _f((nv.get("latency_ms") or {}).get("p99"), "{:.0f}"),
-                    _f(r.get("trakr_over_raw"), "{:.2f}"), _f(r.get("trakr_over_naive"), "{:.2f}"),
-                    (f"{lat.get('p99_ms', 0):.0f} {'<' if lat.get('met') else '>'} {lat.get('bound_ms', 0):.0f}"
-                     if lat else "-"),
-                    _f(t["machine_cpu_percent"], "{:.0f}"))
+        ref.add_row(
+            str(run["cameras"]),
+            _f(t["analysed_fps"]),
+            _f(nv.get("analysed_fps")),
+            _f((nv.get("latency_ms") or {}).get("p50"), "{:.0f}"),
+            _f((nv.get("latency_ms") or {}).get("p99"), "{:.0f}"),
+            _f(r.get("trakr_over_raw"), "{:.2f}"),
+            _f(r.get("trakr_over_naive"), "{:.2f}"),
+            (
+                f"{lat.get('p99_ms', 0):.0f} {'<' if lat.get('met') else '>'} {lat.get('bound_ms', 0):.0f}"
+                if lat
+                else "-"
+            ),
+            _f(t["machine_cpu_percent"], "{:.0f}"),
+        )
     out.append(ref)
     raw = result.get("raw")
     if raw:
@@ -1008,37 +1262,80 @@ def tables(result: dict) -> list:
         for col in ("batch", "frames/s", "ms/batch"):
             rt.add_column(col, justify="right")
         for b, fps in raw["batch_fps"].items():
-            rt.add_row(b + (" (best)" if int(b) == raw["best_batch"] else ""), f"{fps:.1f}", f"{raw['batch_ms'][b]:.0f}")
+            rt.add_row(
+                b + (" (best)" if int(b) == raw["best_batch"] else ""), f"{fps:.1f}", f"{raw['batch_ms'][b]:.0f}"
+            )
         if raw.get("infer_only_fps"):
             rt.add_row(f"{raw['best_batch']} infer() only", f"{raw['infer_only_fps']:.1f}", "")
         out.append(rt)
     g = result.get("gate_check")
     if g:
         gt = Table(title=f"gate check: {g['frames']} frames x {g['cameras']} camera(s) of {g['clip']}")
-        for col in ("area threshold", "frames analysed ungated", "gated", "skipped", "alerts ungated", "gated",
-                    "person alerts ungated", "person missed", "all missed", "target met"):
+        for col in (
+            "area threshold",
+            "frames analysed ungated",
+            "gated",
+            "skipped",
+            "alerts ungated",
+            "gated",
+            "person alerts ungated",
+            "person missed",
+            "all missed",
+            "target met",
+        ):
             gt.add_column(col, justify="right")
-        gt.add_row(f"{g['gate_options']['area_threshold']:g} (config)", str(g["frames_analysed"]["ungated"]),
-                   str(g["frames_analysed"]["gated"]), _f(g["skipped_fraction"], "{:.0%}"),
-                   str(g["alerts"]["ungated"]), str(g["alerts"]["gated"]), str(g["person_alerts"]["ungated"]),
-                   str(g["person_alerts"]["missed"]), str(len(g["missed"])), str(g["target_met"]))
+        gt.add_row(
+            f"{g['gate_options']['area_threshold']:g} (config)",
+            str(g["frames_analysed"]["ungated"]),
+            str(g["frames_analysed"]["gated"]),
+            _f(g["skipped_fraction"], "{:.0%}"),
+            str(g["alerts"]["ungated"]),
+            str(g["alerts"]["gated"]),
+            str(g["person_alerts"]["ungated"]),
+            str(g["person_alerts"]["missed"]),
+            str(len(g["missed"])),
+            str(g["target_met"]),
+        )
         for sw in g.get("sweep") or ():
-            gt.add_row(f"{sw['area_threshold']:g}", str(g["frames_analysed"]["ungated"]), str(sw["frames_analysed"]),
-                       _f(sw["skipped_fraction"], "{:.0%}"), str(g["alerts"]["ungated"]), str(sw["alerts"]),
-                       str(g["person_alerts"]["ungated"]), str(sw["person_missed"]), str(sw["missed"]),
-                       str(sw["target_met"]))
+            gt.add_row(
+                f"{sw['area_threshold']:g}",
+                str(g["frames_analysed"]["ungated"]),
+                str(sw["frames_analysed"]),
+                _f(sw["skipped_fraction"], "{:.0%}"),
+                str(g["alerts"]["ungated"]),
+                str(sw["alerts"]),
+                str(g["person_alerts"]["ungated"]),
+                str(sw["person_missed"]),
+                str(sw["missed"]),
+                str(sw["target_met"]),
+            )
         out.append(gt)
     c = result.get("capture_check")
     if c:
         ct = Table(title=f"capture cost of one {c['resolution']}/{c['fps']} fps camera, CPU ms per frame")
-        for col in ("ffmpeg", "ffmpeg -re", "ffmpeg -re bgr24", "OpenCV loop", "OpenCV paced", "trakr reader",
-                    "reader / ffmpeg -re", "reader / ffmpeg", "target met"):
+        for col in (
+            "ffmpeg",
+            "ffmpeg -re",
+            "ffmpeg -re bgr24",
+            "OpenCV loop",
+            "OpenCV paced",
+            "trakr reader",
+            "reader / ffmpeg -re",
+            "reader / ffmpeg",
+            "target met",
+        ):
             ct.add_column(col, justify="right")
-        ct.add_row(f"{c['ffmpeg_decode']['ms_per_frame']:.2f}", f"{c['ffmpeg_decode_realtime']['ms_per_frame']:.2f}",
-                   f"{c['ffmpeg_decode_realtime_bgr24']['ms_per_frame']:.2f}",
-                   f"{c['opencv_read_loop']['ms_per_frame']:.2f}", f"{c['opencv_read_loop_paced']['ms_per_frame']:.2f}",
-                   f"{c['trakr_reader']['ms_per_frame']:.2f}", f"{c['ratio_vs_ffmpeg_realtime']:.2f}",
-                   f"{c['ratio_vs_ffmpeg_unpaced']:.2f}", str(c["target_met"]))
+        ct.add_row(
+            f"{c['ffmpeg_decode']['ms_per_frame']:.2f}",
+            f"{c['ffmpeg_decode_realtime']['ms_per_frame']:.2f}",
+            f"{c['ffmpeg_decode_realtime_bgr24']['ms_per_frame']:.2f}",
+            f"{c['opencv_read_loop']['ms_per_frame']:.2f}",
+            f"{c['opencv_read_loop_paced']['ms_per_frame']:.2f}",
+            f"{c['trakr_reader']['ms_per_frame']:.2f}",
+            f"{c['ratio_vs_ffmpeg_realtime']:.2f}",
+            f"{c['ratio_vs_ffmpeg_unpaced']:.2f}",
+            str(c["target_met"]),
+        )
         out.append(ct)
     return out
 

@@ -26,20 +26,10 @@ import numpy as np
 import supervision as sv
 
 from trakr.config import CameraConfig
+from trakr.types import Violation
 
 SOCIAL_DISTANCING = "social_distancing"
 ANCHOR = sv.Position.BOTTOM_CENTER
-
-
-@dataclass
-class Violation:
-    """Detections that broke one trigger in one zone of one camera."""
-
-    camera_id: int
-    roi: str | None
-    """ROI name, or ``None`` for the camera-wide zone."""
-    violation: str
-    detections: sv.Detections
 
 
 @dataclass
@@ -91,7 +81,8 @@ class CameraRules:
         if size not in self._pixel_zones:
             self._pixel_zones[size] = [
                 sv.PolygonZone(scale_polygon(z.polygon, size), triggering_anchors=(ANCHOR,)) if z.polygon else None
-                for z in self.zones]
+                for z in self.zones
+            ]
         return self._pixel_zones[size]
 
     def evaluate(self, size: tuple[int, int], detections: sv.Detections) -> list[Violation]:

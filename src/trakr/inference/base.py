@@ -2,7 +2,7 @@
 
 A detector turns a batch of BGR images into one :class:`supervision.Detections` per image, in
 the image's own pixel coordinates, with ``data["class_name"]`` set. Backends: the in-process
-ONNX Runtime model (:mod:`trakr.onnx_detector`, the default) and Redis Streams workers.
+ONNX Runtime model (:mod:`trakr.inference.onnx`, the default) and Redis Streams workers.
 
 Example:
     >>> import numpy as np
@@ -41,8 +41,9 @@ def letterbox(image: np.ndarray, imgsz: int) -> tuple[np.ndarray, Letterbox]:
     px, py = (imgsz - nw) / 2, (imgsz - nh) / 2
     resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nw, nh) != (w, h) else image
     top, left = int(round(py - 0.1)), int(round(px - 0.1))
-    out = cv2.copyMakeBorder(resized, top, imgsz - nh - top, left, imgsz - nw - left,
-                             cv2.BORDER_CONSTANT, value=(114, 114, 114))
+    out = cv2.copyMakeBorder(
+        resized, top, imgsz - nh - top, left, imgsz - nw - left, cv2.BORDER_CONSTANT, value=(114, 114, 114)
+    )
     return out, Letterbox(scale, (float(left), float(top)), (w, h))
 
 
@@ -58,8 +59,14 @@ def letterbox_batch(images: list[np.ndarray], imgsz: int) -> tuple[np.ndarray, l
     return to_tensor([b[0] for b in boxed]), [b[1] for b in boxed]
 
 
-def postprocess(output: np.ndarray, boxes: list[Letterbox], class_names: list[str],
-                confidence: float, iou: float, max_det: int = 300) -> list[sv.Detections]:
+def postprocess(
+    output: np.ndarray,
+    boxes: list[Letterbox],
+    class_names: list[str],
+    confidence: float,
+    iou: float,
+    max_det: int = 300,
+) -> list[sv.Detections]:
     """Decode Ultralytics ``(batch, 4 + classes, anchors)`` output into per-image Detections.
 
     Class-aware NMS, boxes mapped back to the original image and clipped to it.
@@ -79,15 +86,20 @@ def postprocess(output: np.ndarray, boxes: list[Letterbox], class_names: list[st
         cx, cy, w, h = pred[:, 0], pred[:, 1], pred[:, 2], pred[:, 3]
         xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
         idx = cv2.dnn.NMSBoxesBatched(
-            np.stack([xyxy[:, 0], xyxy[:, 1], w, h], axis=1).tolist(), conf.tolist(),
-            class_id.tolist(), confidence, iou)
+            np.stack([xyxy[:, 0], xyxy[:, 1], w, h], axis=1).tolist(), conf.tolist(), class_id.tolist(), confidence, iou
+        )
         idx = np.asarray(idx, dtype=int).reshape(-1)[:max_det]
         xyxy, conf, class_id = xyxy[idx], conf[idx], class_id[idx]
         xyxy = (xyxy - np.array([*lb.pad, *lb.pad])) / lb.scale
         xyxy = np.clip(xyxy, 0, [lb.size[0], lb.size[1], lb.size[0], lb.size[1]])
-        results.append(sv.Detections(
-            xyxy=xyxy.astype(np.float32), confidence=conf.astype(np.float32),
-            class_id=class_id.astype(int), data={"class_name": names[class_id].astype(str)}))
+        results.append(
+            sv.Detections(
+                xyxy=xyxy.astype(np.float32),
+                confidence=conf.astype(np.float32),
+                class_id=class_id.astype(int),
+                data={"class_name": names[class_id].astype(str)},
+            )
+        )
     return results
 
 

@@ -8,7 +8,7 @@ a van and a car), taken from Debian's ``opencv-doc`` package at
 needed, nothing is installed), extracts that single file from the ``.deb`` with
 ``dpkg-deb --fsys-tarfile`` and keeps it in a cache directory: ``$TRAKR_CACHE`` if set, otherwise
 ``~/.cache/trakr``. :func:`h264_annexb_path` transcodes the clip once with the ``ffmpeg`` CLI into
-an Annex-B H.264 elementary stream, which is what :mod:`trakr.rtsp_server` serves.
+an Annex-B H.264 elementary stream, which is what :mod:`trakr.devtools.rtsp_server` serves.
 
 Both functions are safe to call from several processes at once (a lock file in the cache
 directory serialises the work) and write their outputs atomically (temporary file, then rename),
@@ -139,8 +139,7 @@ def _extract_member(deb: Path, dest: Path) -> None:
             proc.wait()
             errfile.seek(0)
             raise RuntimeError(
-                f"cannot extract {DEB_MEMBER} from {deb.name}: {exc}; dpkg-deb said: "
-                f"{_tail(errfile.read())}"
+                f"cannot extract {DEB_MEMBER} from {deb.name}: {exc}; dpkg-deb said: {_tail(errfile.read())}"
             ) from exc
         finally:
             if proc.stdout is not None:
@@ -216,8 +215,7 @@ def h264_annexb_path(width: int | None = None) -> Path:
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise RuntimeError(
-            "cannot transcode the sample clip: 'ffmpeg' is not on PATH (apt-get install ffmpeg, "
-            "or run scripts/setup)"
+            "cannot transcode the sample clip: 'ffmpeg' is not on PATH (apt-get install ffmpeg, or run scripts/setup)"
         )
     with _locked(cache, name):
         if out.is_file() and out.stat().st_size > 0:
@@ -243,7 +241,10 @@ def h264_annexb_path(width: int | None = None) -> Path:
         try:
             try:
                 proc = subprocess.run(
-                    cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    text=True,
                     timeout=_TRANSCODE_TIMEOUT_S,
                 )
             except subprocess.TimeoutExpired as exc:
@@ -253,8 +254,7 @@ def h264_annexb_path(width: int | None = None) -> Path:
                 ) from exc
             if proc.returncode != 0 or tmp.stat().st_size == 0:
                 raise RuntimeError(
-                    f"cannot transcode the sample clip: ffmpeg exited with code {proc.returncode}: "
-                    f"{_tail(proc.stderr)}"
+                    f"cannot transcode the sample clip: ffmpeg exited with code {proc.returncode}: {_tail(proc.stderr)}"
                 )
             tmp.chmod(0o644)  # mkstemp creates 0600; the cache is meant to be readable
             os.replace(tmp, out)

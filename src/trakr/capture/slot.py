@@ -5,7 +5,7 @@ The reader never waits for the consumer: :meth:`LatestFrameSlot.put` replaces an
 
 Example:
     >>> import numpy as np
-    >>> from trakr.frame import Frame
+    >>> from trakr.types import Frame
     >>> slot = LatestFrameSlot(camera_id=1)
     >>> for i in range(3):
     ...     slot.put(Frame(1, np.zeros((2, 2, 3), np.uint8), float(i), i))
@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from trakr.frame import Frame
+from trakr.types import Frame
 
 
 class LatestFrameSlot:

@@ -36,9 +36,8 @@ import numpy as np
 import redis
 
 from trakr.config import RedisOptions
-from trakr.detector import Letterbox, postprocess, to_tensor
-from trakr.redis_detector import REDIS_ERRORS, models_key
-from trakr.redis_protocol import (
+from trakr.inference.base import Letterbox, postprocess, to_tensor
+from trakr.inference.protocol import (
     DET_COLUMNS,
     ProtocolError,
     Request,
@@ -47,6 +46,7 @@ from trakr.redis_protocol import (
     encode_result,
     request_header,
 )
+from trakr.inference.redis_client import REDIS_ERRORS, models_key
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +76,21 @@ def model_id(path: Path) -> str:
 class Worker:
     """Serves requests from the frames stream until :meth:`stop`."""
 
-    def __init__(self, url: str, *, model_path: str | Path | None = None, imgsz: int = 416, batch: int = 8,
-                 providers: list[str] | None = None, threads: int = 0, options: RedisOptions | None = None,
-                 name: str | None = None, delay_ms: float = 0.0, block_ms: int = 1000):
-        from trakr.onnx_detector import OnnxDetector, default_model_path
+    def __init__(
+        self,
+        url: str,
+        *,
+        model_path: str | Path | None = None,
+        imgsz: int = 416,
+        batch: int = 8,
+        providers: list[str] | None = None,
+        threads: int = 0,
+        options: RedisOptions | None = None,
+        name: str | None = None,
+        delay_ms: float = 0.0,
+        block_ms: int = 1000,
+    ):
+        from trakr.inference.onnx import OnnxDetector, default_model_path
 
         self.options = o = options or RedisOptions()
         self.url, self.batch, self.delay_ms, self.block_ms = url, max(1, batch), delay_ms, block_ms
@@ -88,18 +99,30 @@ class Worker:
         self.model = OnnxDetector(path, imgsz=imgsz, threads=threads, providers=providers)
         self.model_id = model_id(path)
         self.stats = WorkerStats()
-        self.redis = redis.Redis.from_url(url, socket_timeout=o.socket_timeout_s + block_ms / 1000,
-                                          socket_connect_timeout=o.socket_timeout_s, socket_keepalive=True,
-                                          health_check_interval=15)
+        self.redis = redis.Redis.from_url(
+            url,
+            socket_timeout=o.socket_timeout_s + block_ms / 1000,
+            socket_connect_timeout=o.socket_timeout_s,
+            socket_keepalive=True,
+            health_check_interval=15,
+        )
         self._stop = threading.Event()
         self._clock_offset_ms = 0.0
         self._next_claim = 0.0
         self._claim_cursor = "0-0"
         self._next_cleanup = 0.0
         self.model.infer(to_tensor([np.full((self.model.imgsz, self.model.imgsz, 3), 114, np.uint8)]))  # warm up
-        log.info("worker %s: model %s (%s, %d classes), providers %s, batch %d, stream %s group %s",
-                 self.name, path.name, self.model_id, len(self.model.class_names),
-                 self.model.session.get_providers(), self.batch, o.frames_stream, o.group)
+        log.info(
+            "worker %s: model %s (%s, %d classes), providers %s, batch %d, stream %s group %s",
+            self.name,
+            path.name,
+            self.model_id,
+            len(self.model.class_names),
+            self.model.session.get_providers(),
+            self.batch,
+            o.frames_stream,
+            o.group,
+        )
 
     def stop(self) -> None:
         self._stop.set()
@@ -167,8 +190,13 @@ class Worker:
                 self._next_cleanup = now + 60
                 self._forget_dead_consumers()
         if len(entries) < self.batch:
-            resp = self.redis.xreadgroup(o.group, self.name, {o.frames_stream: ">"}, count=self.batch - len(entries),
-                                         block=None if entries else self.block_ms)
+            resp = self.redis.xreadgroup(
+                o.group,
+                self.name,
+                {o.frames_stream: ">"},
+                count=self.batch - len(entries),
+                block=None if entries else self.block_ms,
+            )
             for _stream, items in resp or []:
                 entries += items
         if entries:
@@ -176,8 +204,14 @@ class Worker:
 
     def _reclaim(self) -> list[tuple[str, dict]]:
         o = self.options
-        resp = self.redis.xautoclaim(o.frames_stream, o.group, self.name, int(o.visibility_timeout_s * 1000),
-                                     start_id=self._claim_cursor, count=self.batch)
+        resp = self.redis.xautoclaim(
+            o.frames_stream,
+            o.group,
+            self.name,
+            int(o.visibility_timeout_s * 1000),
+            start_id=self._claim_cursor,
+            count=self.batch,
+        )
         self._claim_cursor = resp[0] if resp and resp[0] else "0-0"
         claimed = [(i, f) for i, f in (resp[1] if resp else []) if f]
         if claimed:
@@ -196,7 +230,6 @@ class Worker:
     # -- serving -------------------------------------------------------------------------------
     def serve(self, entries: list[tuple[str, dict]]) -> None:
         """Answer a list of ``(entry_id, fields)`` requests, merged into as few model runs as possible."""
-        o = self.options
         now_ms = self._redis_now_ms()
         valid: list[tuple[str, Request]] = []
         for entry_id, fields in entries:
@@ -249,7 +282,7 @@ class Worker:
             t0 = time.perf_counter()
             outs = []
             for i in range(0, len(frames), self.batch):
-                outs.append(self.model.infer(to_tensor(frames[i:i + self.batch])))
+                outs.append(self.model.infer(to_tensor(frames[i : i + self.batch])))
                 self.stats.runs += 1
             output = np.concatenate(outs)
             infer_s = time.perf_counter() - t0
@@ -257,7 +290,9 @@ class Worker:
             log.exception("model run failed")
             self.stats.errors += len(chunk)
             for entry_id, req in chunk:
-                self._finish(entry_id, req.reply, encode_error(req.batch_id, f"model run failed: {e}", worker=self.name))
+                self._finish(
+                    entry_id, req.reply, encode_error(req.batch_id, f"model run failed: {e}", worker=self.name)
+                )
             return
         self.stats.infer_s += infer_s
         k = 0
@@ -265,12 +300,17 @@ class Worker:
             n = len(req.frames)
             h, w = req.size
             ident = [Letterbox(1.0, (0.0, 0.0), (w, h))] * n
-            dets = postprocess(output[k:k + n], ident, self.model.class_names, req.confidence, req.iou)
+            dets = postprocess(output[k : k + n], ident, self.model.class_names, req.confidence, req.iou)
             k += n
-            rows = [np.column_stack([d.xyxy, d.confidence, d.class_id]).astype(np.float32)
-                    if len(d) else np.zeros((0, DET_COLUMNS), np.float32) for d in dets]
-            fields = encode_result(req.batch_id, rows, model=self.model_id, worker=self.name,
-                                   infer_ms=infer_s * 1000 * n / len(frames))
+            rows = [
+                np.column_stack([d.xyxy, d.confidence, d.class_id]).astype(np.float32)
+                if len(d)
+                else np.zeros((0, DET_COLUMNS), np.float32)
+                for d in dets
+            ]
+            fields = encode_result(
+                req.batch_id, rows, model=self.model_id, worker=self.name, infer_ms=infer_s * 1000 * n / len(frames)
+            )
             self._finish(entry_id, req.reply, fields)
             self.stats.requests += 1
             self.stats.frames += n

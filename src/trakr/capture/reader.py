@@ -10,7 +10,7 @@ seconds is torn down and reopened. Health changes are logged once and sent to he
 
 Example:
     >>> from trakr.config import CameraConfig, CaptureOptions
-    >>> from trakr.slot import LatestFrameSlot
+    >>> from trakr.capture.slot import LatestFrameSlot
     >>> cam = CameraConfig(CameraId=9, Address="/nonexistent.mp4")
     >>> r = CameraReader(cam, LatestFrameSlot(9), CaptureOptions(backoff_min_s=0.01), not_reachable_limit=1)
     >>> r.start(); import time; time.sleep(0.5); r.stop(); r.stats.state
@@ -24,16 +24,15 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 
+from trakr.capture.slot import LatestFrameSlot
 from trakr.config import CameraConfig, CaptureOptions
-from trakr.frame import Frame
 from trakr.logs import redact
-from trakr.slot import LatestFrameSlot
+from trakr.types import CameraHealth, Frame, HealthSink
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +41,6 @@ os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp|analy
 # A dead camera is reported once by trakr's own log, not every retry by OpenCV/FFmpeg on stderr.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-
-
-@dataclass
-class CameraHealth:
-    """A camera's health changed."""
-
-    camera_id: int
-    state: str
-    """``"up"`` or ``"down"``."""
-    reason: str
-    at: float
-
-
-HealthSink = Callable[[CameraHealth], None]
 
 
 @dataclass
@@ -85,9 +70,16 @@ def source_kind(address: str) -> str:
 class CameraReader:
     """Reads one camera in its own daemon thread until :meth:`stop`."""
 
-    def __init__(self, cam: CameraConfig, slot: LatestFrameSlot, options: CaptureOptions,
-                 sample_period_s: float = 0.0, not_reachable_limit: int = 5, alive_limit_s: float = 30.0,
-                 on_health: HealthSink | None = None):
+    def __init__(
+        self,
+        cam: CameraConfig,
+        slot: LatestFrameSlot,
+        options: CaptureOptions,
+        sample_period_s: float = 0.0,
+        not_reachable_limit: int = 5,
+        alive_limit_s: float = 30.0,
+        on_health: HealthSink | None = None,
+    ):
         self.cam = cam
         self.slot = slot
         self.options = options
@@ -145,8 +137,12 @@ class CameraReader:
 
     # -- reading -------------------------------------------------------------------------------
     def _open(self) -> cv2.VideoCapture | None:
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.options.open_timeout_s * 1000),
-                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.options.read_timeout_s * 1000)]
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(self.options.open_timeout_s * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(self.options.read_timeout_s * 1000),
+        ]
         address = self.cam.address.strip()
         if self.kind == "usb":
             cap = cv2.VideoCapture(int(address), cv2.CAP_ANY, params)

@@ -7,7 +7,7 @@ violation keeps being seen). Defaults are measured on the real clip (see ``docs/
 
 Example:
     >>> import numpy as np
-    >>> from trakr.frame import Frame
+    >>> from trakr.types import Frame
     >>> gate = ChangeGate(area_threshold=0.01, keyframe_s=60)
     >>> still = np.zeros((120, 160, 3), np.uint8)
     >>> moved = still.copy(); moved[40:80, 40:80] = 255
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from trakr.frame import Frame
+from trakr.types import Frame
 
 
 @dataclass
@@ -41,8 +41,14 @@ class GateStats:
 class ChangeGate:
     """Per-camera motion gate; not thread-safe (one consumer calls it)."""
 
-    def __init__(self, width: int = 160, pixel_threshold: int = 25, area_threshold: float = 0.02,
-                 keyframe_s: float = 5.0, enabled: bool = True):
+    def __init__(
+        self,
+        width: int = 160,
+        pixel_threshold: int = 25,
+        area_threshold: float = 0.02,
+        keyframe_s: float = 5.0,
+        enabled: bool = True,
+    ):
         self.width = width
         self.pixel_threshold = pixel_threshold
         self.area_threshold = area_threshold
@@ -80,7 +86,6 @@ class ChangeGate:
             passed = True
         elif frame.captured_at - last[1] >= self.keyframe_s:
             passed = True
-            frame.keyframe = True
             st.keyframes += 1
         if passed:
             st.passed += 1

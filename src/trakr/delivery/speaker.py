@@ -34,10 +34,11 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
-from trakr.alerts import Alert, safe_name
 from trakr.config import SpeakerOptions, SysConfig
-from trakr.outbox import OK, RETRY, Message, Outcome, Outbox
-from trakr.thingsboard import HttpClient
+from trakr.delivery.outbox import OK, RETRY, Message, Outbox, Outcome
+from trakr.delivery.thingsboard import HttpClient
+from trakr.evidence import safe_name
+from trakr.types import Alert
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +73,30 @@ class SpeakerSink:
             code = cfg.common.audio_key.get(alert.violation)
             if not ip or not code:
                 self.skipped += 1
-                log.debug("speaker: no %s for camera %s %s", "address" if not ip else "audio_key",
-                          alert.camera_id, alert.violation)
+                log.debug(
+                    "speaker: no %s for camera %s %s",
+                    "address" if not ip else "audio_key",
+                    alert.camera_id,
+                    alert.violation,
+                )
                 return
             channel, target = f"spk:{ip}", ip
-            payload = {"ip": ip, "code": code, "violation": alert.violation, "camera_id": alert.camera_id,
-                       "text": text, "alert_id": alert.alert_id}
+            payload = {
+                "ip": ip,
+                "code": code,
+                "violation": alert.violation,
+                "camera_id": alert.camera_id,
+                "text": text,
+                "alert_id": alert.alert_id,
+            }
         else:
             channel, target = "tts", f"tts:{alert.camera_id}"
-            payload = {"violation": alert.violation, "camera_id": alert.camera_id, "text": text,
-                       "alert_id": alert.alert_id}
+            payload = {
+                "violation": alert.violation,
+                "camera_id": alert.camera_id,
+                "text": text,
+                "alert_id": alert.alert_id,
+            }
         now = time.monotonic()
         with self._lock:
             last = self._last.get((target, alert.violation))
@@ -94,9 +109,13 @@ class SpeakerSink:
 
 
 def speaker_url(opts: SpeakerOptions, payload: dict) -> str:
-    return opts.url_template.format(ip=payload["ip"], code=quote(str(payload["code"]), safe=""),
-                                    violation=quote(payload["violation"]), camera_id=payload["camera_id"],
-                                    text=quote(payload["text"]))
+    return opts.url_template.format(
+        ip=payload["ip"],
+        code=quote(str(payload["code"]), safe=""),
+        violation=quote(payload["violation"]),
+        camera_id=payload["camera_id"],
+        text=quote(payload["text"]),
+    )
 
 
 def deliver_http(http: HttpClient, opts: SpeakerOptions, msg: Message) -> Outcome:
@@ -110,8 +129,9 @@ def synthesize(opts: SpeakerOptions, text: str, wav: Path, timeout_s: float = 15
     tmp = wav.with_name(f".{wav.name}.{os.getpid()}.tmp.wav")
     cmd = [a.replace("{wav}", str(tmp)) for a in opts.tts_command]
     try:  # the text goes on stdin, never into argv, so it can never be read as an option
-        subprocess.run(cmd, check=True, timeout=timeout_s, input=text.encode(), stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE)
+        subprocess.run(
+            cmd, check=True, timeout=timeout_s, input=text.encode(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         os.replace(tmp, wav)
     finally:
         tmp.unlink(missing_ok=True)
@@ -123,8 +143,13 @@ def deliver_tts(opts: SpeakerOptions, output_dir: Path, msg: Message) -> Outcome
     try:
         synthesize(opts, p["text"], wav)
         if opts.player_command:
-            subprocess.run([a.replace("{wav}", str(wav)) for a in opts.player_command], check=True,
-                           timeout=60, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            subprocess.run(
+                [a.replace("{wav}", str(wav)) for a in opts.player_command],
+                check=True,
+                timeout=60,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
     except FileNotFoundError as e:
         return Outcome(RETRY, f"tts: command not found: {e.filename}")
     except subprocess.CalledProcessError as e:

@@ -36,8 +36,8 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from trakr.alerts import annotate, encode_jpeg, write_atomic
 from trakr.config import SysConfig, relative_file_name
+from trakr.evidence import annotate, encode_jpeg, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,9 @@ def yolo_labels(detections: sv.Detections, size: tuple[int, int]) -> str:
         y0, y1 = np.clip([y0, y1], 0, h)
         if x1 <= x0 or y1 <= y0:
             continue
-        lines.append(f"{int(cid)} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}")
+        lines.append(
+            f"{int(cid)} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
+        )
     return "".join(line + "\n" for line in lines)
 
 
@@ -65,8 +67,7 @@ Enqueue = Callable[[str, Path, dict], None]
 class TrainingCapture:
     """Result sink that saves training images with YOLO labels (thread-safe)."""
 
-    def __init__(self, get_config: Callable[[], SysConfig], output_dir: str | Path,
-                 enqueue: Enqueue | None = None):
+    def __init__(self, get_config: Callable[[], SysConfig], output_dir: str | Path, enqueue: Enqueue | None = None):
         self.get_config = get_config
         self.output_dir = Path(output_dir)
         self.root = self.output_dir / "training"
@@ -119,8 +120,10 @@ class TrainingCapture:
         if not reasons:
             return
         labels = yolo_labels(af.detections, frame.size)
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(frame.captured_at)) + \
-            f"-{int(frame.captured_at * 1000) % 1000:03d}"
+        stamp = (
+            time.strftime("%Y%m%d-%H%M%S", time.localtime(frame.captured_at))
+            + f"-{int(frame.captured_at * 1000) % 1000:03d}"
+        )
         day = time.strftime("%Y-%m-%d", time.localtime(frame.captured_at))
         jpeg = None
         for source, alert in reasons:
@@ -133,9 +136,16 @@ class TrainingCapture:
             write_atomic(image, jpeg)
             write_atomic(image.with_suffix(".txt"), labels.encode())
             self.captured += 1
-            meta = {"camera_id": cam.camera_id, "camera_name": cam.name, "captured_at": frame.captured_at,
-                    "source": source, "objects": len(af.detections), "labels": labels,
-                    "alert_id": alert.alert_id if alert else None, "violation": alert.violation if alert else None}
+            meta = {
+                "camera_id": cam.camera_id,
+                "camera_name": cam.name,
+                "captured_at": frame.captured_at,
+                "source": source,
+                "objects": len(af.detections),
+                "labels": labels,
+                "alert_id": alert.alert_id if alert else None,
+                "violation": alert.violation if alert else None,
+            }
             if self.enqueue is not None:
                 try:
                     self.enqueue("training", image, meta)

@@ -8,8 +8,8 @@ per camera: the slot only keeps the newest frame anyway.
 
 Example:
     >>> import numpy as np
-    >>> from trakr.frame import Frame
-    >>> from trakr.gate import ChangeGate
+    >>> from trakr.types import Frame
+    >>> from trakr.capture.gate import ChangeGate
     >>> b = Batcher(batch_size=2, deadline_s=0.01, gate=ChangeGate(enabled=False))
     >>> slots = [b.add_camera(i) for i in range(3)]
     >>> for i, s in enumerate(slots):
@@ -23,9 +23,9 @@ from __future__ import annotations
 import threading
 import time
 
-from trakr.frame import Frame
-from trakr.gate import ChangeGate
-from trakr.slot import LatestFrameSlot
+from trakr.capture.gate import ChangeGate
+from trakr.capture.slot import LatestFrameSlot
+from trakr.types import Frame
 
 
 class Batcher:

@@ -23,16 +23,34 @@ from __future__ import annotations
 
 from typing import Any
 
-PUSHABLE: frozenset[str] = frozenset({
-    "detector.confidence", "detector.iou", "detector.imgsz",
-    "gate.enabled", "gate.width", "gate.pixel_threshold", "gate.area_threshold", "gate.keyframe_s",
-    "batch.deadline_ms",
-    "capture.open_timeout_s", "capture.read_timeout_s", "capture.backoff_min_s", "capture.backoff_max_s",
-    "output.jpeg_quality", "output.save_all_interval_s", "output.retention_days",
-    "outbox.retry_min_s", "outbox.retry_max_s", "outbox.speaker_max_age_s",
-    "cloud.health_interval_s", "cloud.frame_interval_s", "cloud.training_upload", "cloud.config_refresh_s",
-    "speaker.min_interval_s",
-})
+PUSHABLE: frozenset[str] = frozenset(
+    {
+        "detector.confidence",
+        "detector.iou",
+        "detector.imgsz",
+        "gate.enabled",
+        "gate.width",
+        "gate.pixel_threshold",
+        "gate.area_threshold",
+        "gate.keyframe_s",
+        "batch.deadline_ms",
+        "capture.open_timeout_s",
+        "capture.read_timeout_s",
+        "capture.backoff_min_s",
+        "capture.backoff_max_s",
+        "output.jpeg_quality",
+        "output.save_all_interval_s",
+        "output.retention_days",
+        "outbox.retry_min_s",
+        "outbox.retry_max_s",
+        "outbox.speaker_max_age_s",
+        "cloud.health_interval_s",
+        "cloud.frame_interval_s",
+        "cloud.training_upload",
+        "cloud.config_refresh_s",
+        "speaker.min_interval_s",
+    }
+)
 """Dotted ``trakr`` options a pushed config may set. Everything else in ``trakr`` is local-only."""
 
 
@@ -89,8 +107,10 @@ def vet_push(pushed: Any, local_raw: dict | None) -> tuple[dict, list[str]]:
                 refusals.append(f"trakr.{path}: local-only setting; a config pushed from the cloud cannot change it")
     local_status = _get(local, "common.cloud_status_ip")
     if _usable(local_status) and not _usable(pushed["common"].get("cloud_status_ip")):
-        refusals.append("common.cloud_status_ip: a push cannot remove the address this box reads its config "
-                        "from (it would cut the box off from the cloud)")
+        refusals.append(
+            "common.cloud_status_ip: a push cannot remove the address this box reads its config "
+            "from (it would cut the box off from the cloud)"
+        )
     raw = {k: v for k, v in pushed.items() if k != "trakr"}
     if trakr:
         raw["trakr"] = trakr

@@ -131,9 +131,17 @@ class Request:
     """The client stops waiting this long after the entry was added (0 = forever)."""
 
 
-def encode_request(batch_id: str, reply: str, frames: list[np.ndarray], encoding: str,
-                   confidence: float, iou: float, ttl_ms: int, quality: int = 90,
-                   encoded: list[bytes] | None = None) -> dict[str, bytes | str]:
+def encode_request(
+    batch_id: str,
+    reply: str,
+    frames: list[np.ndarray],
+    encoding: str,
+    confidence: float,
+    iou: float,
+    ttl_ms: int,
+    quality: int = 90,
+    encoded: list[bytes] | None = None,
+) -> dict[str, bytes | str]:
     """Fields of a request entry. ``frames`` are letterboxed BGR uint8 images of one size.
 
     ``encoded`` may pass frames already encoded by :func:`encode_frame` (``frames`` still gives
@@ -146,8 +154,16 @@ def encode_request(batch_id: str, reply: str, frames: list[np.ndarray], encoding
     if encoding not in ENCODINGS:
         raise ProtocolError(f"unknown frame encoding {encoding!r}")
     fields: dict[str, bytes | str] = {
-        "v": str(VERSION), "batch": batch_id, "reply": reply, "enc": encoding, "n": str(len(frames)),
-        "h": str(h), "w": str(w), "conf": f"{confidence:g}", "iou": f"{iou:g}", "ttl_ms": str(int(ttl_ms)),
+        "v": str(VERSION),
+        "batch": batch_id,
+        "reply": reply,
+        "enc": encoding,
+        "n": str(len(frames)),
+        "h": str(h),
+        "w": str(w),
+        "conf": f"{confidence:g}",
+        "iou": f"{iou:g}",
+        "ttl_ms": str(int(ttl_ms)),
     }
     blobs = encoded if encoded is not None else [encode_frame(f, encoding, quality) for f in frames]
     for i, blob in enumerate(blobs):
@@ -173,8 +189,16 @@ def decode_request(fields: Mapping) -> Request:
     if n < 1 or h < 1 or w < 1:
         raise ProtocolError(f"bad batch shape n={n} h={h} w={w}")
     frames = [decode_frame(_b(fields, f"f{i}"), enc, (h, w)) for i in range(n)]
-    return Request(batch_id, reply, enc, (h, w), frames, _num(fields, "conf", float, 0.25),
-                   _num(fields, "iou", float, 0.45), _num(fields, "ttl_ms", int, 0))
+    return Request(
+        batch_id,
+        reply,
+        enc,
+        (h, w),
+        frames,
+        _num(fields, "conf", float, 0.25),
+        _num(fields, "iou", float, 0.45),
+        _num(fields, "ttl_ms", int, 0),
+    )
 
 
 # --------------------------------------------------------------------------- results
@@ -195,12 +219,18 @@ class Result:
     infer_ms: float = 0.0
 
 
-def encode_result(batch_id: str, detections: list[np.ndarray], *, model: str, worker: str,
-                  infer_ms: float = 0.0) -> dict[str, bytes | str]:
+def encode_result(
+    batch_id: str, detections: list[np.ndarray], *, model: str, worker: str, infer_ms: float = 0.0
+) -> dict[str, bytes | str]:
     """Fields of an ``ok`` result entry; ``detections[i]`` is a ``(k, 6)`` array for frame ``i``."""
     fields: dict[str, bytes | str] = {
-        "v": str(VERSION), "batch": batch_id, "status": "ok", "n": str(len(detections)),
-        "model": model, "worker": worker, "infer_ms": f"{infer_ms:.2f}",
+        "v": str(VERSION),
+        "batch": batch_id,
+        "status": "ok",
+        "n": str(len(detections)),
+        "model": model,
+        "worker": worker,
+        "infer_ms": f"{infer_ms:.2f}",
     }
     for i, d in enumerate(detections):
         fields[f"d{i}"] = np.ascontiguousarray(d, dtype="<f4").reshape(-1, DET_COLUMNS).tobytes()
@@ -209,16 +239,21 @@ def encode_result(batch_id: str, detections: list[np.ndarray], *, model: str, wo
 
 def encode_error(batch_id: str, message: str, *, worker: str) -> dict[str, str]:
     """Fields of an ``error`` result entry (the request could not be served)."""
-    return {"v": str(VERSION), "batch": batch_id, "status": "error", "n": "0", "worker": worker,
-            "error": message[:500]}
+    return {"v": str(VERSION), "batch": batch_id, "status": "error", "n": "0", "worker": worker, "error": message[:500]}
 
 
 def decode_result(fields: Mapping) -> Result:
     """Parse a result entry's fields."""
     _check_version(fields)
     batch_id, status = _s(fields, "batch"), _s(fields, "status")
-    res = Result(batch_id, status, model=_s(fields, "model", ""), worker=_s(fields, "worker", ""),
-                 error=_s(fields, "error", ""), infer_ms=_num(fields, "infer_ms", float, 0.0))
+    res = Result(
+        batch_id,
+        status,
+        model=_s(fields, "model", ""),
+        worker=_s(fields, "worker", ""),
+        error=_s(fields, "error", ""),
+        infer_ms=_num(fields, "infer_ms", float, 0.0),
+    )
     if status == "ok":
         for i in range(_num(fields, "n", int)):
             blob = _b(fields, f"d{i}")

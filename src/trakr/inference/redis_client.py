@@ -1,7 +1,7 @@
 """The scale-out detector: batches go to ``trakr worker`` processes through Redis Streams.
 
 The client letterboxes each image to the model input, encodes it (JPEG or raw, see
-:mod:`trakr.redis_protocol`), adds the batch to the frames stream (``XADD ... MAXLEN ~``) and
+:mod:`trakr.inference.protocol`), adds the batch to the frames stream (``XADD ... MAXLEN ~``) and
 blocks until its result arrives on this client's own result stream, or ``result_timeout_s``
 passes. Workers run the model and NMS; the client maps the boxes back to its images. The wire
 format and the fault model are in ``docs/redis-protocol.md``.
@@ -47,9 +47,9 @@ import redis
 import supervision as sv
 
 from trakr.config import RedisOptions, SysConfig
-from trakr.detector import Detector, Letterbox, class_names_from_metadata, letterbox
+from trakr.inference.base import Detector, Letterbox, class_names_from_metadata, letterbox
+from trakr.inference.protocol import Result, decode_result, encode_frame, encode_request
 from trakr.logs import redact
-from trakr.redis_protocol import Result, decode_result, encode_frame, encode_request
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +116,20 @@ def models_key(frames_stream: str) -> str:
 class RedisDetector(Detector):
     """Detector whose model runs in ``trakr worker`` processes behind Redis Streams."""
 
-    def __init__(self, url: str, options: RedisOptions | None = None, *, imgsz: int = 416,
-                 confidence: float = 0.35, iou: float = 0.5, server_not_reachable_limit: int = 5,
-                 model_path: str | Path | None = None, threads: int = 0, providers: list[str] | None = None,
-                 class_names: list[str] | None = None):
+    def __init__(
+        self,
+        url: str,
+        options: RedisOptions | None = None,
+        *,
+        imgsz: int = 416,
+        confidence: float = 0.35,
+        iou: float = 0.5,
+        server_not_reachable_limit: int = 5,
+        model_path: str | Path | None = None,
+        threads: int = 0,
+        providers: list[str] | None = None,
+        class_names: list[str] | None = None,
+    ):
         self.options = o = options or RedisOptions()
         self.url = url
         self.imgsz, self.confidence, self.iou = imgsz, confidence, iou
@@ -132,8 +142,12 @@ class RedisDetector(Detector):
         """``unknown`` until the first answer, then ``up`` or ``down``."""
         self.health_hooks: list[Callable[[str], None]] = []
         """Called with the new state on every change of :attr:`health` (e.g. a telemetry sender)."""
-        common = dict(socket_timeout=o.socket_timeout_s, socket_connect_timeout=o.socket_timeout_s,
-                      health_check_interval=15, socket_keepalive=True)
+        common = dict(
+            socket_timeout=o.socket_timeout_s,
+            socket_connect_timeout=o.socket_timeout_s,
+            health_check_interval=15,
+            socket_keepalive=True,
+        )
         self._redis = redis.Redis.from_url(url, **common)
         self._reader = redis.Redis.from_url(url, **{**common, "socket_timeout": o.socket_timeout_s + _BLOCK_MS / 1000})
         self.class_names = list(class_names) if class_names else self._local_class_names(model_path)
@@ -147,12 +161,19 @@ class RedisDetector(Detector):
         self._fallback: Detector | None = None
         self._fallback_lock = threading.Lock()
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._receive_loop, name="redis-results", daemon=True),
-                         threading.Thread(target=self._probe_loop, name="redis-probe", daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._receive_loop, name="redis-results", daemon=True),
+            threading.Thread(target=self._probe_loop, name="redis-probe", daemon=True),
+        ]
         for t in self._threads:
             t.start()
-        log.info("redis detector: client %s, %s, frames %s, encoding %s", self.client_id,
-                 redact(url), o.frames_stream, o.encoding)
+        log.info(
+            "redis detector: client %s, %s, frames %s, encoding %s",
+            self.client_id,
+            redact(url),
+            o.frames_stream,
+            o.encoding,
+        )
 
     @classmethod
     def from_config(cls, config: SysConfig) -> RedisDetector:
@@ -160,15 +181,23 @@ class RedisDetector(Detector):
         r, d = config.trakr.redis, config.trakr.detector
         if not r.url:
             raise ValueError("trakr.detector.backend is 'redis' but trakr.redis.url is not set (or use --redis URL)")
-        return cls(r.url, r, imgsz=d.imgsz, confidence=d.confidence, iou=d.iou,
-                   server_not_reachable_limit=config.common.server_not_reachable_limit,
-                   model_path=d.model_path, threads=d.threads, providers=d.providers)
+        return cls(
+            r.url,
+            r,
+            imgsz=d.imgsz,
+            confidence=d.confidence,
+            iou=d.iou,
+            server_not_reachable_limit=config.common.server_not_reachable_limit,
+            model_path=d.model_path,
+            threads=d.threads,
+            providers=d.providers,
+        )
 
     # -- class names ---------------------------------------------------------------------------
     def _local_class_names(self, model_path) -> list[str]:
         """The configured model's names (the fallback runs it); else what a worker registered."""
         try:
-            from trakr.onnx_detector import open_session
+            from trakr.inference.onnx import open_session
 
             sess = open_session(model_path, threads=1)
             return class_names_from_metadata(sess.get_modelmeta().custom_metadata_map)
@@ -263,8 +292,16 @@ class RedisDetector(Detector):
                 self._pending[batch_id] = waiter
                 self.stats.inflight += 1
                 self.stats.max_inflight_seen = max(self.stats.max_inflight_seen, self.stats.inflight)
-            fields = encode_request(batch_id, self.reply_stream, frames, o.encoding, self.confidence, self.iou,
-                                    int(o.result_timeout_s * 1000), encoded=blobs)
+            fields = encode_request(
+                batch_id,
+                self.reply_stream,
+                frames,
+                o.encoding,
+                self.confidence,
+                self.iou,
+                int(o.result_timeout_s * 1000),
+                encoded=blobs,
+            )
             try:
                 entry_id = self._redis.xadd(o.frames_stream, fields, maxlen=o.frames_maxlen, approximate=True)
             except REDIS_ERRORS:
@@ -323,14 +360,15 @@ class RedisDetector(Detector):
         name_arr = np.array([names[c] if 0 <= c < len(names) else str(c) for c in cls], dtype=str)
         if remap is not None:
             cls = np.array([remap[c] if 0 <= c < len(remap) else -1 for c in cls], dtype=int)
-        return sv.Detections(xyxy=xyxy, confidence=rows[:, 4].astype(np.float32), class_id=cls,
-                             data={"class_name": name_arr})
+        return sv.Detections(
+            xyxy=xyxy, confidence=rows[:, 4].astype(np.float32), class_id=cls, data={"class_name": name_arr}
+        )
 
     # -- fallback ------------------------------------------------------------------------------
     def _run_fallback(self, images: list[np.ndarray]) -> list[sv.Detections]:
         with self._fallback_lock:
             if self._fallback is None:
-                from trakr.onnx_detector import OnnxDetector
+                from trakr.inference.onnx import OnnxDetector
 
                 self._fallback = OnnxDetector(*self._model_args)
                 log.warning("embedded fallback model loaded")
@@ -427,6 +465,10 @@ class RedisDetector(Detector):
 def with_redis_backend(config: SysConfig, url: str) -> SysConfig:
     """A copy of ``config`` with ``detector.backend = "redis"`` and ``redis.url = url`` (``run --redis``)."""
     t = config.trakr
-    trakr = t.model_copy(update={"detector": t.detector.model_copy(update={"backend": "redis"}),
-                                 "redis": t.redis.model_copy(update={"url": url})})
+    trakr = t.model_copy(
+        update={
+            "detector": t.detector.model_copy(update={"backend": "redis"}),
+            "redis": t.redis.model_copy(update={"url": url}),
+        }
+    )
     return config.model_copy(update={"trakr": trakr})

@@ -39,8 +39,8 @@ from urllib.parse import urlparse
 
 import httpx
 
+from trakr.delivery.outbox import OK, REJECT, RETRY, Outcome
 from trakr.logs import RedactingFilter, redact
-from trakr.outbox import OK, REJECT, RETRY, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def attributes_url(url: str) -> str:
     m = _TOKEN.search(url)
     if not m:
         return url
-    return url[:m.end()] + "/attributes"
+    return url[: m.end()] + "/attributes"
 
 
 def classify(status: int) -> str:
@@ -84,20 +84,21 @@ class HttpClient:
 
     def __init__(self, timeout_s: float = 10.0):
         self.timeout_s = timeout_s
-        self._client = httpx.Client(timeout=httpx.Timeout(timeout_s), follow_redirects=False,
-                                    headers={"User-Agent": "trakr"})
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout_s), follow_redirects=False, headers={"User-Agent": "trakr"}
+        )
 
     def close(self) -> None:
         self._client.close()
 
-    def _send(self, method: str, url: str, key: str | None = None, timeout: float | None = None,
-              **kw) -> Outcome:
+    def _send(self, method: str, url: str, key: str | None = None, timeout: float | None = None, **kw) -> Outcome:
         headers = kw.pop("headers", {}) or {}
         if key:
             headers["Idempotency-Key"] = key
         try:
-            r = self._client.request(method, url, headers=headers,
-                                     timeout=httpx.Timeout(timeout or self.timeout_s), **kw)
+            r = self._client.request(
+                method, url, headers=headers, timeout=httpx.Timeout(timeout or self.timeout_s), **kw
+            )
         except httpx.TimeoutException as e:
             return Outcome(RETRY, f"{method} {redact(url)}: timeout ({type(e).__name__})")
         except httpx.HTTPError as e:
@@ -108,11 +109,24 @@ class HttpClient:
 
     def post_json(self, url: str, body: dict, key: str | None = None) -> Outcome:
         """POST a JSON body (telemetry ``{"ts", "values"}`` or client attributes)."""
-        return self._send("POST", url, key, content=json.dumps(body, separators=(",", ":")),
-                          headers={"Content-Type": "application/json"})
+        return self._send(
+            "POST",
+            url,
+            key,
+            content=json.dumps(body, separators=(",", ":")),
+            headers={"Content-Type": "application/json"},
+        )
 
-    def upload(self, url: str, data: bytes, filename: str, fields: dict, key: str | None = None,
-               file_field: str = "image", content_type: str = "image/jpeg") -> Outcome:
+    def upload(
+        self,
+        url: str,
+        data: bytes,
+        filename: str,
+        fields: dict,
+        key: str | None = None,
+        file_field: str = "image",
+        content_type: str = "image/jpeg",
+    ) -> Outcome:
         """POST multipart/form-data: the file plus metadata fields (all sent as strings)."""
         form = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in fields.items() if v is not None}
         if key:
@@ -176,15 +190,18 @@ class MqttTelemetry:
         with self._lock:
             c = self._clients.get(token)
             if c is None:
-                c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"trakr-{uuid.uuid4().hex[:12]}",
-                                clean_session=True)
+                c = mqtt.Client(
+                    mqtt.CallbackAPIVersion.VERSION2, client_id=f"trakr-{uuid.uuid4().hex[:12]}", clean_session=True
+                )
                 c.username_pw_set(token)
                 c.reconnect_delay_set(1, 30)
                 c.max_queued_messages_set(100)
                 c.on_connect = lambda cl, ud, flags, rc, props: log.info(
-                    "mqtt %s:%s connected (%s)", self.host, self.port, rc)
+                    "mqtt %s:%s connected (%s)", self.host, self.port, rc
+                )
                 c.on_disconnect = lambda cl, ud, flags, rc, props: log.info(
-                    "mqtt %s:%s disconnected (%s)", self.host, self.port, rc)
+                    "mqtt %s:%s disconnected (%s)", self.host, self.port, rc
+                )
                 c.connect_async(self.host, self.port, keepalive=self.keepalive)
                 c.loop_start()
                 self._clients[token] = c

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """GStreamer RTSP test server: serves one Annex-B H.264 file on N mounts, looped, in real time.
 
-Run by :mod:`trakr.rtsp_server` under Debian's ``/usr/bin/python3`` (``python3-gi`` imports only
+Run by :mod:`trakr.devtools.rtsp_server` under Debian's ``/usr/bin/python3`` (``python3-gi`` imports only
 there). This file must not import trakr or anything outside the Python standard library and gi.
 
     /usr/bin/python3 _gst_rtsp_server.py --file clip.h264 [--mounts 4] [--port 0] [--fps 10]

@@ -10,16 +10,16 @@ Example:
 from __future__ import annotations
 
 from trakr.config import SysConfig
-from trakr.detector import Detector
+from trakr.inference.base import Detector
 
 
 def build_detector(config: SysConfig) -> Detector:
     """The embedded ONNX model by default; Redis Streams workers when ``backend == "redis"``."""
     d = config.trakr.detector
     if d.backend == "redis":
-        from trakr.redis_detector import RedisDetector
+        from trakr.inference.redis_client import RedisDetector
 
         return RedisDetector.from_config(config)
-    from trakr.onnx_detector import OnnxDetector
+    from trakr.inference.onnx import OnnxDetector
 
     return OnnxDetector(d.model_path, d.imgsz, d.confidence, d.iou, d.threads, d.providers)

@@ -43,30 +43,46 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from trakr.alerts import Alert, write_atomic
 from trakr.config import ConfigReport, Problem, SysConfig, load_config, parse_config
+from trakr.delivery.outbox import REJECT, Message, Outbox, Outcome, Sender
+from trakr.delivery.push_policy import vet_push
+from trakr.delivery.speaker import SpeakerSink, deliver_http, deliver_tts
+from trakr.delivery.thingsboard import CloudError, HttpClient, MqttTelemetry, device_token
+from trakr.delivery.training import FrameWriter, TrainingCapture
+from trakr.evidence import write_atomic
 from trakr.logs import redact
-from trakr.push_policy import vet_push
-from trakr.outbox import REJECT, Message, Outbox, Outcome, Sender
-from trakr.speaker import SpeakerSink, deliver_http, deliver_tts
-from trakr.thingsboard import CloudError, HttpClient, MqttTelemetry, device_token
-from trakr.training import FrameWriter, TrainingCapture
+from trakr.types import Alert
 
 log = logging.getLogger(__name__)
 
-CHANNEL_URL = {"tb:alert": "alert_url", "tb:roi": "roi_ip", "tb:train": "train_url", "tb:health": "test_url",
-               "up:alert": "alert_storage_ip", "up:train": "train_storage_ip", "attr": "cloud_status_ip"}
+CHANNEL_URL = {
+    "tb:alert": "alert_url",
+    "tb:roi": "roi_ip",
+    "tb:train": "train_url",
+    "tb:health": "test_url",
+    "up:alert": "alert_storage_ip",
+    "up:train": "train_storage_ip",
+    "attr": "cloud_status_ip",
+}
 
 
 # --------------------------------------------------------------------------------- messages
 
+
 def alert_values(alert: Alert, key: str) -> dict:
     """The ThingsBoard ``values`` of an alert (flat keys; ``objects`` as a JSON value)."""
     return {
-        "msg_id": key, "alert_id": alert.alert_id, "camera_id": alert.camera_id, "camera_name": alert.camera_name,
-        "roi": alert.roi or "", "violation": alert.violation, "recommendation": alert.recommendation,
-        "count": len(alert.objects), "objects": alert.objects,
-        "frame_width": alert.frame_size[0], "frame_height": alert.frame_size[1],
+        "msg_id": key,
+        "alert_id": alert.alert_id,
+        "camera_id": alert.camera_id,
+        "camera_name": alert.camera_name,
+        "roi": alert.roi or "",
+        "violation": alert.violation,
+        "recommendation": alert.recommendation,
+        "count": len(alert.objects),
+        "objects": alert.objects,
+        "frame_width": alert.frame_size[0],
+        "frame_height": alert.frame_size[1],
         "image": Path(alert.evidence_image).name if alert.evidence_image else "",
         "captured_at": alert.to_json()["captured_at_iso"],
         "delay_s": round(alert.created_at - alert.captured_at, 3),
@@ -78,6 +94,7 @@ def _ms(t: float) -> int:
 
 
 # --------------------------------------------------------------------------------- config files
+
 
 def last_good_path(path: Path) -> Path:
     return path.with_name(path.name + ".last-good")
@@ -118,8 +135,15 @@ def startup_config(path: str | Path, cloud_config: bool = False, camera_list: st
     if not report.ok and last_good_path(path).exists():
         fallback = load_config(last_good_path(path), camera_list=camera_list)
         if fallback.ok:
-            notes.append(Problem("file", str(path), None, f"invalid ({len(report.errors)} error(s)); "
-                                 f"using {last_good_path(path).name}", "warning"))
+            notes.append(
+                Problem(
+                    "file",
+                    str(path),
+                    None,
+                    f"invalid ({len(report.errors)} error(s)); using {last_good_path(path).name}",
+                    "warning",
+                )
+            )
             report, loaded_from = fallback, last_good_path(path)
     if not cloud_config or report.config is None or not report.ok:
         report.problems += notes
@@ -127,8 +151,9 @@ def startup_config(path: str | Path, cloud_config: bool = False, camera_list: st
     cfg = report.config
     url = cfg.common.cloud_status_ip
     if not url:
-        report.problems += notes + [Problem("cloud", "cloud_status_ip", None, "not set: using the local config",
-                                            "warning")]
+        report.problems += notes + [
+            Problem("cloud", "cloud_status_ip", None, "not set: using the local config", "warning")
+        ]
         return report
     key = cfg.trakr.cloud.config_key
     http = HttpClient(cfg.trakr.cloud.http_timeout_s)
@@ -143,28 +168,57 @@ def startup_config(path: str | Path, cloud_config: bool = False, camera_list: st
         cloud = parse_config(raw, camera_list=camera_list) if not refusals else ConfigReport(None, [])
         if refusals or not cloud.ok:
             errors = refusals or [redact(str(p)) for p in cloud.errors] or ["no usable config"]
-            http.post_json(url, {"config_status": "rejected", "config_errors": "; ".join(errors)[:4000],
-                                 "config_version": str((raw.get("common") or {}).get("config_version"))})
-            notes.append(Problem("cloud", key, None, f"cloud config rejected ({len(errors)} error(s)): "
-                                 + "; ".join(errors[:3]), "warning"))
+            http.post_json(
+                url,
+                {
+                    "config_status": "rejected",
+                    "config_errors": "; ".join(errors)[:4000],
+                    "config_version": str((raw.get("common") or {}).get("config_version")),
+                },
+            )
+            notes.append(
+                Problem(
+                    "cloud",
+                    key,
+                    None,
+                    f"cloud config rejected ({len(errors)} error(s)): " + "; ".join(errors[:3]),
+                    "warning",
+                )
+            )
             report.problems += notes
             return report
         if cloud.config.common.config_version == cfg.common.config_version and loaded_from == path:
-            notes.append(Problem("cloud", "config_version", cfg.common.config_version,
-                                 "the local config is up to date", "warning"))
+            notes.append(
+                Problem(
+                    "cloud", "config_version", cfg.common.config_version, "the local config is up to date", "warning"
+                )
+            )
             report.problems += notes
             return report
         save_config(path, raw)
-        http.post_json(url, {"config_status": "applied", "config_version": cloud.config.common.config_version,
-                             "config_errors": ""})
-        cloud.problems += notes + [Problem("cloud", "config_version", cloud.config.common.config_version,
-                                           f"fetched from the cloud (local was {cfg.common.config_version}) "
-                                           f"and saved", "warning")]
+        http.post_json(
+            url, {"config_status": "applied", "config_version": cloud.config.common.config_version, "config_errors": ""}
+        )
+        cloud.problems += notes + [
+            Problem(
+                "cloud",
+                "config_version",
+                cloud.config.common.config_version,
+                f"fetched from the cloud (local was {cfg.common.config_version}) and saved",
+                "warning",
+            )
+        ]
         return cloud
     except (CloudError, ValueError, OSError) as e:
-        report.problems += notes + [Problem("cloud", "cloud_status_ip", redact(url),
-                                            f"cloud config unavailable ({redact(e)}): using the local config",
-                                            "warning")]
+        report.problems += notes + [
+            Problem(
+                "cloud",
+                "cloud_status_ip",
+                redact(url),
+                f"cloud config unavailable ({redact(e)}): using the local config",
+                "warning",
+            )
+        ]
         return report
     finally:
         http.close()
@@ -180,8 +234,9 @@ class ConfigSync:
     (``on_apply``), then saved as the local file and ``.last-good``, then reported ``applied``.
     """
 
-    def __init__(self, cloud: Cloud, config_path: Path | None, local_raw: dict | None,
-                 on_apply: Callable[[SysConfig], None]):
+    def __init__(
+        self, cloud: Cloud, config_path: Path | None, local_raw: dict | None, on_apply: Callable[[SysConfig], None]
+    ):
         self.cloud = cloud
         self.config_path = Path(config_path) if config_path else None
         self.raw = local_raw
@@ -272,30 +327,50 @@ class ConfigSync:
         self.rejected += 1
         common = raw.get("common") if isinstance(raw, dict) else None
         version = str(common.get("config_version", "?"))[:64] if isinstance(common, dict) else "?"
-        log.warning("config %s from the cloud (%s) rejected, keeping the running one: %s", version, source,
-                    "; ".join(errors[:5]))
+        log.warning(
+            "config %s from the cloud (%s) rejected, keeping the running one: %s",
+            version,
+            source,
+            "; ".join(errors[:5]),
+        )
         self.cloud.report_config("rejected", version, errors)
 
 
 # --------------------------------------------------------------------------------- the link
 
+
 class Cloud:
     """Everything trakr sends off the box, for one running config."""
 
-    def __init__(self, config: SysConfig, output_dir: str | Path, *, config_path: str | Path | None = None,
-                 cloud_config: bool = False, on_config: Callable[[SysConfig], None] | None = None,
-                 pipeline=None):
+    def __init__(
+        self,
+        config: SysConfig,
+        output_dir: str | Path,
+        *,
+        config_path: str | Path | None = None,
+        cloud_config: bool = False,
+        on_config: Callable[[SysConfig], None] | None = None,
+        pipeline=None,
+    ):
         self.config = config
         self.output_dir = Path(output_dir)
         self.pipeline = pipeline
         o = config.trakr
-        self.outbox = Outbox(Path(o.outbox.path) if o.outbox.path else self.output_dir / "outbox",
-                             max_bytes=int(o.outbox.max_disk_mb * 1e6),
-                             keep_finished_s=(o.outbox.reconcile_days + 2) * 86400)
+        self.outbox = Outbox(
+            Path(o.outbox.path) if o.outbox.path else self.output_dir / "outbox",
+            max_bytes=int(o.outbox.max_disk_mb * 1e6),
+            keep_finished_s=(o.outbox.reconcile_days + 2) * 86400,
+        )
         self.http = HttpClient(o.cloud.http_timeout_s)
         self.mqtt = MqttTelemetry(o.cloud.mqtt_url, o.cloud.http_timeout_s) if o.cloud.mqtt_url else None
-        self.sender = Sender(self.outbox, self.deliver, workers=o.outbox.workers, retry_min_s=o.outbox.retry_min_s,
-                             retry_max_s=o.outbox.retry_max_s, max_age_s={"speaker": o.outbox.speaker_max_age_s})
+        self.sender = Sender(
+            self.outbox,
+            self.deliver,
+            workers=o.outbox.workers,
+            retry_min_s=o.outbox.retry_min_s,
+            retry_max_s=o.outbox.retry_max_s,
+            max_age_s={"speaker": o.outbox.speaker_max_age_s},
+        )
         self.speaker = SpeakerSink(lambda: self.config, self.outbox)
         self.training = TrainingCapture(lambda: self.config, self.output_dir, self.enqueue_training)
         self.frame_writer = FrameWriter(lambda: self.config, self.output_dir)
@@ -308,8 +383,9 @@ class Cloud:
                     local_raw = json.loads(Path(config_path).read_text())
                 except ValueError:
                     local_raw = None
-            self.config_sync = ConfigSync(self, Path(config_path) if config_path else None, local_raw,
-                                          self._apply_pushed)
+            self.config_sync = ConfigSync(
+                self, Path(config_path) if config_path else None, local_raw, self._apply_pushed
+            )
         self.camera_state: dict[int, tuple[str, str]] = {}
         self.inference_state = "unknown"
         self._last_batches = self._last_errors = 0
@@ -333,8 +409,12 @@ class Cloud:
         """Queue the config status as client attributes of the ``cloud_status_ip`` device."""
         if not self.config.common.cloud_status_ip:
             return
-        attrs = {"config_status": status, "config_version": version, "config_errors": "; ".join(errors)[:4000],
-                 "config_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        attrs = {
+            "config_status": status,
+            "config_version": version,
+            "config_errors": "; ".join(errors)[:4000],
+            "config_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         self.outbox.put(f"config:{uuid.uuid4().hex}", "attr", "config", {"attributes": attrs})
 
     # -- sinks (never touch the network) --------------------------------------------------------
@@ -353,16 +433,41 @@ class Cloud:
             self.outbox.put(key, "tb:alert", "alert", {"ts": ts, "values": alert_values(alert, key)})
         if alert.roi and c.roi_ip:
             key = f"roi:{alert.alert_id}"
-            self.outbox.put(key, "tb:roi", "roi", {"ts": ts, "values": {
-                "msg_id": key, "alert_id": alert.alert_id, "camera_id": alert.camera_id, "roi": alert.roi,
-                "violation": alert.violation, "count": len(alert.objects)}})
+            self.outbox.put(
+                key,
+                "tb:roi",
+                "roi",
+                {
+                    "ts": ts,
+                    "values": {
+                        "msg_id": key,
+                        "alert_id": alert.alert_id,
+                        "camera_id": alert.camera_id,
+                        "roi": alert.roi,
+                        "violation": alert.violation,
+                        "count": len(alert.objects),
+                    },
+                },
+            )
         if alert.evidence_image and c.alert_storage_ip:
             image = output_dir / alert.evidence_image
-            fields = {"alert_id": alert.alert_id, "camera_id": alert.camera_id, "camera_name": alert.camera_name,
-                      "roi": alert.roi or "", "violation": alert.violation,
-                      "captured_at": alert.to_json()["captured_at_iso"], "ts": ts, "kind": "alert"}
-            self.outbox.put(f"alert-image:{alert.alert_id}", "up:alert", "alert_image",
-                            {"filename": image.name, "fields": fields}, file=image)
+            fields = {
+                "alert_id": alert.alert_id,
+                "camera_id": alert.camera_id,
+                "camera_name": alert.camera_name,
+                "roi": alert.roi or "",
+                "violation": alert.violation,
+                "captured_at": alert.to_json()["captured_at_iso"],
+                "ts": ts,
+                "kind": "alert",
+            }
+            self.outbox.put(
+                f"alert-image:{alert.alert_id}",
+                "up:alert",
+                "alert_image",
+                {"filename": image.name, "fields": fields},
+                file=image,
+            )
         self.alerts_queued += 1
 
     def enqueue_training(self, kind: str, image: Path, meta: dict) -> None:
@@ -370,16 +475,26 @@ class Cloud:
         if not o.enabled:
             return
         ts = _ms(meta["captured_at"])
-        fields = {**meta, "captured_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(meta["captured_at"])) +
-                  f".{ts % 1000:03d}Z", "ts": ts, "kind": kind}
+        fields = {
+            **meta,
+            "captured_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(meta["captured_at"])) + f".{ts % 1000:03d}Z",
+            "ts": ts,
+            "kind": kind,
+        }
         if c.train_storage_ip and o.training_upload:
-            self.outbox.put(f"train-image:{image.name}", "up:train", "training",
-                            {"filename": image.name, "fields": fields}, file=image)
+            self.outbox.put(
+                f"train-image:{image.name}",
+                "up:train",
+                "training",
+                {"filename": image.name, "fields": fields},
+                file=image,
+            )
         if c.train_url:
             key = f"train:{image.name}"
             values = {k: v for k, v in fields.items() if k not in ("labels", "ts") and v is not None}
-            self.outbox.put(key, "tb:train", "training", {"ts": ts, "values": {"msg_id": key, "image": image.name,
-                                                                              **values}})
+            self.outbox.put(
+                key, "tb:train", "training", {"ts": ts, "values": {"msg_id": key, "image": image.name, **values}}
+            )
 
     def result_sink(self, af) -> None:
         """Pipeline result sink: training capture and ``frameFile``."""
@@ -387,22 +502,31 @@ class Cloud:
         self.frame_writer(af)
 
     def health_sink(self, h) -> None:
-        """Pipeline health sink (:class:`trakr.capture.CameraHealth`): queued at once."""
+        """Pipeline health sink (:class:`trakr.capture.reader.reader.CameraHealth`): queued at once."""
         self.camera_state[h.camera_id] = (h.state, h.reason)
-        self._health({f"cam{h.camera_id}_state": h.state, f"cam{h.camera_id}_reason": h.reason,
-                      "event": f"camera_{h.state}", "camera_id": h.camera_id}, h.at)
+        self._health(
+            {
+                f"cam{h.camera_id}_state": h.state,
+                f"cam{h.camera_id}_reason": h.reason,
+                "event": f"camera_{h.state}",
+                "camera_id": h.camera_id,
+            },
+            h.at,
+        )
 
     def _health(self, values: dict, at: float | None = None) -> None:
         if not self.config.common.test_url or not self.config.trakr.cloud.enabled:
             return
         key = f"health:{uuid.uuid4().hex}"
-        self.outbox.put(key, "tb:health", "health", {"ts": _ms(at or time.time()), "values": {"msg_id": key,
-                                                                                              **values}})
+        self.outbox.put(key, "tb:health", "health", {"ts": _ms(at or time.time()), "values": {"msg_id": key, **values}})
 
     def health_values(self) -> dict:
         """Snapshot: camera states and fps, inference state, outbox backlog and drops."""
-        v: dict = {"event": "status", "config_version": self.config.common.config_version,
-                   "inference_state": self.inference_state}
+        v: dict = {
+            "event": "status",
+            "config_version": self.config.common.config_version,
+            "inference_state": self.inference_state,
+        }
         st = self.outbox.stats()
         v.update(outbox_backlog=st["backlog"], outbox_bytes=st["bytes"], outbox_oldest_s=round(st["oldest_age_s"], 1))
         for name, n in st.items():
@@ -411,7 +535,7 @@ class Cloud:
         p = self.pipeline
         if p is not None:
             up = down = 0
-            for cid, (cam, rs) in p.reader_stats().items():
+            for cid, (_cam, rs) in p.reader_stats().items():
                 state = self.camera_state.get(cid, (rs.state, ""))[0]
                 v[f"cam{cid}_state"] = state
                 v[f"cam{cid}_fps"] = round(rs.fps, 2)
@@ -472,8 +596,14 @@ class Cloud:
             data = msg.read_file()
             if data is None:
                 return Outcome(REJECT, "upload without a file")
-            return self.http.upload(url, data, msg.payload["filename"], msg.payload["fields"], key=msg.key,
-                                    file_field=cfg.trakr.cloud.upload_file_field)
+            return self.http.upload(
+                url,
+                data,
+                msg.payload["filename"],
+                msg.payload["fields"],
+                key=msg.key,
+                file_field=cfg.trakr.cloud.upload_file_field,
+            )
         token = device_token(url)
         if self.mqtt is not None and token:
             return self.mqtt.publish(token, msg.payload)
@@ -495,8 +625,9 @@ class Cloud:
                     alert = Alert.from_json(json.loads(rec.read_text()))
                 except (ValueError, KeyError, TypeError):
                     continue
-                keys = [f"alert:{alert.alert_id}", f"alert-image:{alert.alert_id}"] + \
-                    ([f"roi:{alert.alert_id}"] if alert.roi else [])
+                keys = [f"alert:{alert.alert_id}", f"alert-image:{alert.alert_id}"] + (
+                    [f"roi:{alert.alert_id}"] if alert.roi else []
+                )
                 if any(self.outbox.outcome(k) is None for k in keys):  # put() skips the known ones
                     self.enqueue_alert(alert, self.output_dir)
                     n += 1
@@ -513,8 +644,13 @@ class Cloud:
         if self.config_sync is not None:
             self.config_sync.start()
         st = self.outbox.stats()
-        log.info("cloud: outbox %s, backlog %d message(s), %.1f/%.0f MB", self.outbox.dir, st["backlog"],
-                 st["bytes"] / 1e6, st["max_bytes"] / 1e6)
+        log.info(
+            "cloud: outbox %s, backlog %d message(s), %.1f/%.0f MB",
+            self.outbox.dir,
+            st["backlog"],
+            st["bytes"] / 1e6,
+            st["max_bytes"] / 1e6,
+        )
 
     def stop(self, timeout: float = 5.0, drain_s: float = 2.0) -> None:
         """Stop threads; pending messages stay in the outbox for the next start. While the cloud
@@ -522,8 +658,11 @@ class Cloud:
         if self._stop.is_set():
             return
         deadline = time.monotonic() + drain_s
-        while time.monotonic() < deadline and self.outbox.stats()["backlog"] and \
-                not any(s["failures"] for s in self.sender.lane_state().values()):
+        while (
+            time.monotonic() < deadline
+            and self.outbox.stats()["backlog"]
+            and not any(s["failures"] for s in self.sender.lane_state().values())
+        ):
             time.sleep(0.05)
         self._stop.set()
         if self.config_sync is not None:
@@ -539,23 +678,35 @@ class Cloud:
 
     def stats(self) -> dict:
         s = self.outbox.stats()
-        s.update(attempts=self.sender.attempts, send_failures=self.sender.failures,
-                 speaker_queued=self.speaker.queued, speaker_throttled=self.speaker.throttled,
-                 training_captured=self.training.captured, frames_written=self.frame_writer.written)
+        s.update(
+            attempts=self.sender.attempts,
+            send_failures=self.sender.failures,
+            speaker_queued=self.speaker.queued,
+            speaker_throttled=self.speaker.throttled,
+            training_captured=self.training.captured,
+            frames_written=self.frame_writer.written,
+        )
         if self.config_sync is not None:
             s.update(config_applied=self.config_sync.applied, config_rejected=self.config_sync.rejected)
         return s
 
 
-def attach(pipeline, config: SysConfig, config_path: str | Path | None = None, cloud_config: bool = False,
-           start: bool = True) -> Cloud:
+def attach(
+    pipeline, config: SysConfig, config_path: str | Path | None = None, cloud_config: bool = False, start: bool = True
+) -> Cloud:
     """Wire the cloud side to a :class:`trakr.pipeline.Pipeline` and start it.
 
     Registers the alert, result and health sinks; a config pushed over the long-poll (only with
     ``cloud_config``) goes to ``pipeline.apply_config`` first, then to the cloud link.
     """
-    link = Cloud(config, pipeline.output_dir, config_path=config_path, cloud_config=cloud_config,
-                 on_config=pipeline.apply_config, pipeline=pipeline)
+    link = Cloud(
+        config,
+        pipeline.output_dir,
+        config_path=config_path,
+        cloud_config=cloud_config,
+        on_config=pipeline.apply_config,
+        pipeline=pipeline,
+    )
     pipeline.add_alert_sink(link.alert_sink)
     pipeline.add_result_sink(link.result_sink)
     pipeline.add_health_sink(link.health_sink)

@@ -1,0 +1,132 @@
+"""Evidence: annotated images and alert records on local disk.
+
+:class:`AlertStore` writes each alert as an annotated evidence JPEG (boxes, labels, ROI polygons)
+and a JSON record into ``<output>/alerts/<YYYY-MM-DD>/``, each written to a temporary file and
+renamed, image first, so a reader (or the cloud sender) never sees half a file. The JSON record is
+the single source for everything sent later.
+
+Example:
+    >>> import numpy as np, supervision as sv
+    >>> d = sv.Detections(xyxy=np.array([[2., 2, 8, 9]]), confidence=np.array([0.9]),
+    ...                   data={"class_name": np.array(["person"])})
+    >>> objects_of(d)
+    [{'class_name': 'person', 'confidence': 0.9, 'xyxy': [2.0, 2.0, 8.0, 9.0]}]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+import supervision as sv
+
+from trakr.types import Alert, AlertSink, local_day
+
+
+def objects_of(detections: sv.Detections) -> list[dict]:
+    names = detections.data.get("class_name", np.array([""] * len(detections)))
+    conf = detections.confidence if detections.confidence is not None else np.ones(len(detections))
+    return [
+        {"class_name": str(n), "confidence": round(float(c), 3), "xyxy": [round(float(x), 1) for x in box]}
+        for box, c, n in zip(detections.xyxy, conf, names)
+    ]
+
+
+def annotate(
+    image: np.ndarray, detections: sv.Detections, polygons: list[tuple[str | None, np.ndarray]] = ()
+) -> np.ndarray:
+    """Draw ROI polygons, boxes and ``class confidence`` labels on a copy of ``image``."""
+    out = image.copy()
+    for name, poly in polygons:
+        out = sv.draw_polygon(out, poly, color=sv.Color.YELLOW, thickness=2)
+        if name:
+            x, y = poly.min(axis=0)
+            out = sv.draw_text(out, name, sv.Point(int(x) + 4, int(y) + 12), text_color=sv.Color.YELLOW, text_scale=0.5)
+    if len(detections):
+        conf = detections.confidence if detections.confidence is not None else np.ones(len(detections))
+        labels = [f"{n} {c:.2f}" for n, c in zip(detections.data["class_name"], conf)]
+        out = sv.BoxAnnotator(thickness=2).annotate(out, detections)
+        out = sv.LabelAnnotator(text_scale=0.4, text_padding=3).annotate(out, detections, labels=labels)
+    return out
+
+
+def safe_name(text: str, limit: int = 64) -> str:
+    """``text`` as one file-name component: letters, digits, ``-`` and ``_`` only.
+
+    >>> safe_name("../etc/passwd"), safe_name("NO-Hardhat"), safe_name("")
+    ('___etc_passwd', 'NO-Hardhat', '_')
+    """
+    return re.sub(r"[^A-Za-z0-9_-]", "_", str(text))[:limit] or "_"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 85) -> bytes:
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+class AlertStore:
+    """Writes alerts (evidence JPEG + JSON record) under ``output_dir`` and notifies sinks."""
+
+    def __init__(self, output_dir: str | Path, jpeg_quality: int = 85, sinks: list[AlertSink] | None = None):
+        self.output_dir = Path(output_dir)
+        self.jpeg_quality = jpeg_quality
+        self.sinks: list[AlertSink] = list(sinks or [])
+        self.count = 0
+
+    @staticmethod
+    def new_id() -> str:
+        return uuid.uuid4().hex
+
+    def save(
+        self,
+        alert: Alert,
+        image: np.ndarray | None,
+        detections: sv.Detections,
+        polygons: list[tuple[str | None, np.ndarray]] = (),
+    ) -> Alert:
+        """Store ``alert`` (and its annotated image if ``image`` is given), then call the sinks."""
+        day = local_day(alert.captured_at)
+        base = (
+            Path("alerts")
+            / day
+            / f"{int(alert.captured_at * 1000)}_cam{int(alert.camera_id)}_{safe_name(alert.violation)}_{alert.alert_id[:8]}"
+        )
+        if image is not None:
+            rel = base.with_suffix(".jpg")
+            write_atomic(self.output_dir / rel, encode_jpeg(annotate(image, detections, polygons), self.jpeg_quality))
+            alert.evidence_image = str(rel)
+        alert.record_path = str(base.with_suffix(".json"))
+        write_atomic(self.output_dir / alert.record_path, json.dumps(alert.to_json(), indent=1).encode())
+        self.count += 1
+        for sink in self.sinks:
+            sink(alert, self.output_dir)
+        return alert
+
+
+def read_alerts(output_dir: str | Path) -> list[Alert]:
+    """All stored alert records, oldest first."""
+    recs = [Alert.from_json(json.loads(p.read_text())) for p in Path(output_dir).glob("alerts/*/*.json")]
+    return sorted(recs, key=lambda a: (a.captured_at, a.created_at))
