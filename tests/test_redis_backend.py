@@ -283,7 +283,7 @@ def test_two_workers_give_the_embedded_detections(redis_server, workers, clip_fr
             assert np.abs(r.confidence[order_r] - e.confidence[order_e]).max(initial=0) < 1e-3
             n_boxes += len(r)
         assert n_boxes > 50
-        assert set(raw.stats.by_worker) == {"w1", "w2"}, raw.stats.by_worker  # both served
+        assert set(raw.counters.by_worker) == {"w1", "w2"}, raw.counters.by_worker  # both served
         # JPEG q90: the same objects, boxes within a few pixels
         matched = total = 0
         for j, e in zip(jpeg.detect(clip_frames[:8]), local[:8]):
@@ -292,7 +292,7 @@ def test_two_workers_give_the_embedded_detections(redis_server, workers, clip_fr
                 matched += int((sv.box_iou_batch(e.xyxy, j.xyxy).max(axis=1) > 0.8).sum())
         assert matched >= 0.9 * total
         assert raw.health == jpeg.health == "up"
-        assert raw.stats.duplicates == raw.stats.timeouts == 0
+        assert raw.counters.duplicates == raw.counters.timeouts == 0
     finally:
         raw.close()
         jpeg.close()
@@ -332,8 +332,8 @@ def test_worker_killed_mid_batch_is_reclaimed_and_answered_once(redis_server, wo
         for t in threads:
             t.join(60)
         assert not errors, errors
-        assert len(results) == 18 and det.stats.results == 18 == det.stats.sent
-        assert det.stats.timeouts == 0
+        assert len(results) == 18 and det.counters.results == 18 == det.counters.sent
+        assert det.counters.timeouts == 0
         assert "reclaimed" in workers.log("k2")
         assert r.xpending("trakr:frames", "trakr-workers")["pending"] == 0
     finally:
@@ -401,12 +401,12 @@ def test_server_down_falls_back_to_embedded_and_recovers(redis_server, workers, 
         assert det.health == "unknown"
         served = det.detect(clip_frames[:1])  # 2nd timeout: down, and this batch is served by the fallback
         assert det.health == "down" and states == ["down"] and len(served[0]) > 0
-        assert det.detect(clip_frames[:1]) and det.stats.fallback_batches == 2
+        assert det.detect(clip_frames[:1]) and det.counters.fallback_batches == 2
         workers.start(url, "f1")
         assert _wait(lambda: det.health == "up", 30), workers.log("f1")[-1500:]
         assert states == ["down", "up"]
-        fb = det.stats.fallback_batches
-        assert len(det.detect(clip_frames[:2])) == 2 and det.stats.fallback_batches == fb
+        fb = det.counters.fallback_batches
+        assert len(det.detect(clip_frames[:2])) == 2 and det.counters.fallback_batches == fb
     finally:
         det.close()
 
@@ -445,7 +445,7 @@ def test_overload_one_slow_worker_bounded_inflight_drops_counted(redis_server, w
         lat_early = sorted(p.stats.latencies)[len(p.stats.latencies) // 2]
         while time.monotonic() < t_end:
             xlen_max = max(xlen_max, r.xlen("trakr:frames"))
-            assert det.stats.inflight <= 2
+            assert det.counters.inflight <= 2
             time.sleep(0.05)
         lats = list(p.stats.latencies)[-10:]
         rss1 = proc.memory_info().rss
@@ -454,7 +454,7 @@ def test_overload_one_slow_worker_bounded_inflight_drops_counted(redis_server, w
     finally:
         p.stop()
     assert det.stats.max_inflight_seen <= 2 and xlen_max <= 2
-    assert det.stats.timeouts == 0 and det.stats.results >= 10
+    assert det.counters.timeouts == 0 and det.counters.results >= 10
     assert readers > 3 * p.stats.frames_analysed  # the cameras outran the worker...
     assert drops > readers / 2  # ...and the surplus was dropped at the slots, counted
     assert sorted(lats)[len(lats) // 2] < max(3 * lat_early, 2.0)  # latency stays flat

@@ -24,6 +24,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,9 +37,11 @@ from trakr.capture.reader import CameraReader
 from trakr.config import CameraConfig, SysConfig
 from trakr.evidence import AlertStore, annotate, encode_jpeg, objects_of, write_atomic
 from trakr.inference.base import Detector
+from trakr.logs import redact
 from trakr.retention import RetentionJanitor
 from trakr.rules.policy import AlertPolicy
 from trakr.rules.zones import CameraRules, scale_polygon
+from trakr.supervisor import restarts, supervise
 from trakr.types import (
     Alert,
     AlertSink,
@@ -46,8 +49,10 @@ from trakr.types import (
     BatchResult,
     BatchSink,
     CameraHealth,
+    CameraSnapshot,
     Frame,
     HealthSink,
+    PipelineSnapshot,
     ResultSink,
 )
 
@@ -56,19 +61,37 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PipelineStats:
-    """Counters for the status table, metrics and the benchmark."""
+    """Counters of the data path. Written by several inference threads: always under ``lock``."""
 
     batches: int = 0
     frames_analysed: int = 0
-    infer_s_total: float = 0.0
     detector_errors: int = 0
     alerts: int = 0
     output_skipped: int = 0
+    alerts_pending_disk: int = 0
+    """Alerts kept in memory because the output directory could not be written (full, read-only)."""
+    alert_write_errors: int = 0
     analysed_per_camera: dict[int, int] = field(default_factory=dict)
     latencies: deque = field(default_factory=lambda: deque(maxlen=10000))
     """Recent capture→result latencies in seconds."""
     inflight: int = 0
     """Batches inside the detector right now (metrics)."""
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count_batch(self, frames: list[Frame], done: float) -> None:
+        """One detector batch finished at ``done``: frames, latencies, per-camera counts."""
+        with self.lock:
+            self.batches += 1
+            self.frames_analysed += len(frames)
+            per_cam = self.analysed_per_camera
+            for f in frames:
+                self.latencies.append(done - f.captured_at)
+                per_cam[f.camera_id] = per_cam.get(f.camera_id, 0) + 1
+
+    def add(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to the counter ``name`` (e.g. ``"detector_errors"``)."""
+        with self.lock:
+            setattr(self, name, getattr(self, name) + n)
 
 
 def _notify(sinks: list, item, what: str) -> None:
@@ -78,6 +101,17 @@ def _notify(sinks: list, item, what: str) -> None:
             sink(item)
         except Exception:
             log.exception("%s sink failed", what)
+
+
+@dataclass
+class PendingAlert:
+    """An alert waiting to be written (the output directory refused it)."""
+
+    alert: Alert
+    image: np.ndarray | None
+    detections: sv.Detections
+    polygons: list[tuple[str | None, np.ndarray]]
+    camera_label: str
 
 
 class _Camera:
@@ -91,15 +125,19 @@ class _Camera:
 class Pipeline:
     """Runs the whole data path for a :class:`SysConfig` until :meth:`stop`."""
 
+    MAX_PENDING_ALERTS = 500
+    """Alerts kept in memory while the output directory cannot be written; the oldest go first."""
+    DISK_RETRY_S = 2.0
+
     def __init__(
         self,
         config: SysConfig,
         detector: Detector | None = None,
         output_dir: str | Path | None = None,
-        alert_sinks: list[AlertSink] = (),
-        result_sinks: list[ResultSink] = (),
-        health_sinks: list[HealthSink] = (),
-        batch_sinks: list[BatchSink] = (),
+        alert_sinks: Sequence[AlertSink] = (),
+        result_sinks: Sequence[ResultSink] = (),
+        health_sinks: Sequence[HealthSink] = (),
+        batch_sinks: Sequence[BatchSink] = (),
     ):
         self.config = config
         opts = config.trakr
@@ -122,7 +160,10 @@ class Pipeline:
         self._started = False
         self._last_detector_error = 0.0
         self.janitor: RetentionJanitor | None = None
-        self._inflight_lock = threading.Lock()
+        self._pending_alerts: deque[PendingAlert] = deque()
+        self._disk_failing = False
+        self._disk_logged_at = 0.0
+        self._retry_disk_at = 0.0
 
     # -- sinks ---------------------------------------------------------------------------------
     def add_alert_sink(self, sink: AlertSink) -> None:
@@ -234,10 +275,67 @@ class Pipeline:
             type(self.detector).__name__,
         )
 
-    def _spawn(self, target, name: str) -> None:
-        t = threading.Thread(target=target, name=name, daemon=True)
-        t.start()
-        self._threads.append(t)
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        """Start a supervised thread: if ``target`` raises, it is logged, counted and restarted."""
+        self._threads.append(supervise(target, name, self._stop))
+
+    def snapshot(self) -> PipelineSnapshot:
+        """One consistent, typed view of the pipeline for every observer."""
+        gate_stats = self.gate.stats
+        slots = self.batcher.slots
+        with self.stats.lock:
+            st = self.stats
+            analysed = dict(st.analysed_per_camera)
+            counts = (st.batches, st.frames_analysed, st.detector_errors, st.alerts, st.output_skipped, st.inflight)
+            pending = st.alerts_pending_disk
+        cams: dict[int, CameraSnapshot] = {}
+        for cid, entry in sorted(self.cameras().items()):
+            rs = entry.reader.stats
+            gs = gate_stats.get(cid)
+            slot = slots.get(cid)
+            up = rs.state == "up"
+            cams[cid] = CameraSnapshot(
+                camera_id=cid,
+                name=entry.cam.name,
+                state=rs.state,
+                reason=getattr(rs, "reason", ""),
+                capture_fps=rs.fps if up else 0.0,
+                frames_read=rs.frames_read,
+                frames_published=rs.frames_published,
+                frames_dropped=slot.dropped if slot is not None else 0,
+                gate_seen=gs.seen if gs is not None else 0,
+                gate_passed=gs.passed if gs is not None else 0,
+                gate_reasons=dict(getattr(gs, "reasons", {}) or {}),
+                frames_analysed=analysed.get(cid, 0),
+                reconnects=rs.reconnects,
+                failures=rs.failures,
+                last_frame_at=rs.last_frame_at,
+                last_error=getattr(rs, "last_error", ""),
+            )
+        det = self.detector
+        return PipelineSnapshot(
+            at=time.time(),
+            cameras=cams,
+            batches=counts[0],
+            frames_analysed=counts[1],
+            detector_errors=counts[2],
+            alerts=counts[3],
+            output_skipped=counts[4],
+            inflight=counts[5],
+            batch_size=self.batcher.batch_size,
+            detector=det.backend if det is not None else "none",
+            detector_health=det.health if det is not None else "unknown",
+            detector_precision=det.precision if det is not None else "",
+            alerts_pending_disk=pending,
+            thread_restarts=restarts(),
+            threads_alive=self.threads_alive(),
+        )
+
+    def threads_alive(self) -> bool:
+        """Every long-lived thread (inference, output, camera readers) is running."""
+        if not self._started or self._stop.is_set():
+            return False
+        return all(t.is_alive() for t in self._threads) and all(c.reader.alive for c in self.cameras().values())
 
     def stop(self) -> None:
         """Stop readers, finish the batch in progress, write every pending alert, release all."""
@@ -292,31 +390,26 @@ class Pipeline:
                 continue
             cams = self.cameras()
             inputs = [self._model_input(f, cams.get(f.camera_id)) for f in batch]
+            detector = self.detector
+            assert detector is not None, "start() opens the detector"
             t0 = time.perf_counter()
-            with self._inflight_lock:
-                self.stats.inflight += 1
+            self.stats.add("inflight")
             try:
-                results = self.detector.detect([img for img, _ in inputs])
+                results = detector.detect([img for img, _ in inputs])
             except Exception as e:  # a failing backend must not kill the pipeline
-                self.stats.detector_errors += 1
+                self.stats.add("detector_errors")
                 if time.monotonic() - self._last_detector_error > 30:
-                    log.error("detector failed: %s", e)
+                    log.error("detector failed: %s", redact(e))
                     self._last_detector_error = time.monotonic()
                 continue
             finally:
-                with self._inflight_lock:
-                    self.stats.inflight -= 1
+                self.stats.add("inflight", -1)
             infer_s = time.perf_counter() - t0
             done = time.time()
-            st = self.stats
-            st.batches += 1
-            st.frames_analysed += len(batch)
-            st.infer_s_total += infer_s
+            self.stats.count_batch(batch, done)
             for frame, (_, offset), dets in zip(batch, inputs, results):
                 if offset != (0, 0) and len(dets):
                     dets.xyxy = dets.xyxy + np.array([*offset, *offset], dtype=dets.xyxy.dtype)
-                st.latencies.append(done - frame.captured_at)
-                st.analysed_per_camera[frame.camera_id] = st.analysed_per_camera.get(frame.camera_id, 0) + 1
                 entry = cams.get(frame.camera_id)
                 if entry is not None:
                     self._judge(frame, entry, dets, done)
@@ -350,7 +443,7 @@ class Pipeline:
         if alerts or self._out.qsize() < 64:
             self._out.put(job)
         else:
-            self.stats.output_skipped += 1
+            self.stats.add("output_skipped")
 
     # -- output --------------------------------------------------------------------------------
     def _output_loop(self) -> None:
@@ -358,11 +451,13 @@ class Pipeline:
             try:
                 job: AnalysedFrame = self._out.get(timeout=0.5)
             except queue.Empty:
+                self._retry_pending_alerts()
                 if self._stop.is_set() and not any(
                     t.is_alive() for t in self._threads if t.name.startswith("inference")
                 ):
                     return
                 continue
+            self._retry_pending_alerts()
             try:
                 self._write(job)
             except Exception:
@@ -373,18 +468,73 @@ class Pipeline:
         for alert in job.alerts:
             v = next(v for v in job.violations if v.roi == alert.roi and v.violation == alert.violation)
             image = job.frame.image if c.cam_flag(cam, "sav_vio_img") else None
-            self.store.save(alert, image, v.detections, job.polygons)
-            self.stats.alerts += 1
-            log.info(
-                "alert camera %s %s%s: %d object(s) -> %s",
-                cam.label,
-                alert.violation,
-                f" in {alert.roi}" if alert.roi else "",
-                len(alert.objects),
-                alert.record_path,
-            )
-        self._save_all(job)
+            self._store_alert(PendingAlert(alert, image, v.detections, job.polygons, cam.label))
+        try:
+            self._save_all(job)
+        except OSError as e:
+            self._disk_error("save_all images", e)
         _notify(self.result_sinks, job, "result")
+
+    def _store_alert(self, p: PendingAlert) -> bool:
+        """Write an alert; if the disk refuses (full, read-only), keep it in memory and retry later."""
+        try:
+            self.store.save(p.alert, p.image, p.detections, p.polygons)
+        except OSError as e:
+            self._disk_error("alert", e)
+            with self.stats.lock:
+                self.stats.alert_write_errors += 1
+                if len(self._pending_alerts) >= self.MAX_PENDING_ALERTS:
+                    dropped = self._pending_alerts.popleft()
+                    log.error(
+                        "alert %s of camera %s lost: %d alerts already wait for the disk",
+                        dropped.alert.alert_id,
+                        dropped.camera_label,
+                        self.MAX_PENDING_ALERTS,
+                    )
+                self._pending_alerts.append(p)
+                self.stats.alerts_pending_disk = len(self._pending_alerts)
+            return False
+        self.stats.add("alerts")
+        a = p.alert
+        log.info(
+            "alert camera %s %s%s: %d object(s) -> %s",
+            p.camera_label,
+            a.violation,
+            f" in {a.roi}" if a.roi else "",
+            len(a.objects),
+            a.record_path,
+        )
+        return True
+
+    def _retry_pending_alerts(self) -> None:
+        if not self._pending_alerts or time.monotonic() < self._retry_disk_at:
+            return
+        self._retry_disk_at = time.monotonic() + self.DISK_RETRY_S
+        while self._pending_alerts:
+            with self.stats.lock:
+                p = self._pending_alerts.popleft()
+                self.stats.alerts_pending_disk = len(self._pending_alerts)
+            if not self._store_alert(p):
+                with self.stats.lock:  # still failing: put it back at the front, keep the order
+                    self._pending_alerts.rotate(1)
+                return
+        log.info("output directory writable again: every pending alert stored")
+        self._disk_failing = False
+
+    def _disk_error(self, what: str, e: OSError) -> None:
+        """One log line when the disk starts failing (and at most one a minute after), not one per frame."""
+        now = time.monotonic()
+        if not self._disk_failing or now - self._disk_logged_at > 60:
+            log.error(
+                "cannot write %s under %s: %s (alerts are kept in memory and retried)",
+                what,
+                self.output_dir,
+                e.strerror or e,
+            )
+            self._disk_logged_at = now
+        if not self._disk_failing:
+            self._retry_disk_at = now + self.DISK_RETRY_S
+        self._disk_failing = True
 
     def _save_all(self, job: AnalysedFrame) -> None:
         cam, c = job.camera, self.config

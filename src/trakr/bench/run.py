@@ -467,7 +467,7 @@ def run_trakr(
         **cpu,
         "alerts": pipeline.stats.alerts,
         "detector_errors": pipeline.stats.detector_errors,
-        "detector_stats": pipeline.detector.stats_dict() if hasattr(pipeline.detector, "stats_dict") else None,
+        "detector_stats": pipeline.detector.stats() or None,
         "series": series,
     }
 

@@ -124,10 +124,26 @@ class Detector(abc.ABC):
     per instance, unless they say otherwise."""
 
     class_names: list[str]
+    backend: str = "unknown"
+    """Backend name shown to users (``onnxruntime``, ``redis``...)."""
+    precision: str = ""
+    """Numeric precision in use (``fp32``, ``bf16``...); ``""`` when the backend does not say."""
+    health: str = "unknown"
+    """``"up"``, ``"down"`` or ``"unknown"``: set by backends that watch a server."""
+    confidence: float = 0.25
+    iou: float = 0.5
 
     @abc.abstractmethod
     def detect(self, images: list[np.ndarray]) -> list[sv.Detections]:
         """One Detections per image, in that image's pixel coordinates."""
+
+    def stats(self) -> dict[str, float]:
+        """Backend counters for observers (empty by default)."""
+        return {}
+
+    def set_thresholds(self, confidence: float, iou: float) -> None:
+        """Change the confidence and NMS thresholds live (a config change)."""
+        self.confidence, self.iou = confidence, iou
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""

@@ -54,6 +54,9 @@ def open_session(
 class OnnxDetector(Detector):
     """Batched in-process inference with letterboxing, NMS and the model's own class names."""
 
+    backend = "onnxruntime"
+    precision = "fp32"
+
     def __init__(
         self,
         model_path: str | Path | None = None,

@@ -116,6 +116,8 @@ def models_key(frames_stream: str) -> str:
 class RedisDetector(Detector):
     """Detector whose model runs in ``trakr worker`` processes behind Redis Streams."""
 
+    backend = "redis"
+
     def __init__(
         self,
         url: str,
@@ -137,7 +139,7 @@ class RedisDetector(Detector):
         self._model_args = (model_path, imgsz, confidence, iou, threads, providers)
         self.client_id = o.client_id or default_client_id()
         self.reply_stream = o.results_prefix + self.client_id
-        self.stats = RedisStats()
+        self.counters = RedisStats()
         self.health = "unknown"
         """``unknown`` until the first answer, then ``up`` or ``down``."""
         self.health_hooks: list[Callable[[str], None]] = []
@@ -290,8 +292,8 @@ class RedisDetector(Detector):
         try:
             with self._lock:
                 self._pending[batch_id] = waiter
-                self.stats.inflight += 1
-                self.stats.max_inflight_seen = max(self.stats.max_inflight_seen, self.stats.inflight)
+                self.counters.inflight += 1
+                self.counters.max_inflight_seen = max(self.counters.max_inflight_seen, self.counters.inflight)
             fields = encode_request(
                 batch_id,
                 self.reply_stream,
@@ -305,30 +307,30 @@ class RedisDetector(Detector):
             try:
                 entry_id = self._redis.xadd(o.frames_stream, fields, maxlen=o.frames_maxlen, approximate=True)
             except REDIS_ERRORS:
-                self.stats.redis_errors += 1
+                self.counters.redis_errors += 1
                 self._failure()
                 raise
             with self._lock:
-                self.stats.sent += 1
-                self.stats.bytes_sent += sum(len(b) for b in blobs)
+                self.counters.sent += 1
+                self.counters.bytes_sent += sum(len(b) for b in blobs)
             if not waiter.event.wait(o.result_timeout_s):
                 self._give_up(batch_id, entry_id)
                 if waiter.result is None:
-                    self.stats.timeouts += 1
+                    self.counters.timeouts += 1
                     self._failure()
                     raise ResultTimeout(f"no result for batch {batch_id} within {o.result_timeout_s:g}s")
         finally:
             with self._lock:
                 self._pending.pop(batch_id, None)
-                self.stats.inflight -= 1
+                self.counters.inflight -= 1
             self._slots.release()
         result = waiter.result
         self._success()
         if result.status != "ok":
-            self.stats.worker_errors += 1
+            self.counters.worker_errors += 1
             raise WorkerError(f"worker {result.worker}: {result.error}")
         if len(result.detections) != len(images):
-            self.stats.worker_errors += 1
+            self.counters.worker_errors += 1
             raise WorkerError(f"worker {result.worker} answered {len(result.detections)} frames for {len(images)}")
         names, remap = self._names_for(result.model)
         return [self._to_detections(rows, lb, names, remap) for rows, (_, lb) in zip(result.detections, boxed)]
@@ -372,7 +374,7 @@ class RedisDetector(Detector):
 
                 self._fallback = OnnxDetector(*self._model_args)
                 log.warning("embedded fallback model loaded")
-        self.stats.fallback_batches += 1
+        self.counters.fallback_batches += 1
         return self._fallback.detect(images)
 
     def _probe_loop(self) -> None:
@@ -397,7 +399,7 @@ class RedisDetector(Detector):
                 if down_since is not None:
                     log.warning("redis result stream reachable again after %.1fs", time.monotonic() - down_since)
                     down_since, delay = None, 0.1
-                    self.stats.reconnects += 1
+                    self.counters.reconnects += 1
             except REDIS_ERRORS as e:
                 if down_since is None:
                     down_since = time.monotonic()
@@ -431,13 +433,13 @@ class RedisDetector(Detector):
             if waiter is None:
                 seen = self._answered.get(result.batch_id)
                 if seen is True:
-                    self.stats.duplicates += 1
+                    self.counters.duplicates += 1
                 else:
-                    self.stats.late += 1
+                    self.counters.late += 1
                 return
             self._remember(result.batch_id, True)
-            self.stats.results += 1
-            self.stats.by_worker[result.worker] = self.stats.by_worker.get(result.worker, 0) + 1
+            self.counters.results += 1
+            self.counters.by_worker[result.worker] = self.counters.by_worker.get(result.worker, 0) + 1
             waiter.result = result
         waiter.event.set()
 
@@ -458,8 +460,10 @@ class RedisDetector(Detector):
         if self._fallback is not None:
             self._fallback.close()
 
-    def stats_dict(self) -> dict:
-        return {**asdict(self.stats), "health": self.health}
+    def stats(self) -> dict[str, float]:
+        """Counters for observers (``/metrics``, bench): sent, results, timeouts, fallbacks..."""
+        out: dict[str, float] = {k: v for k, v in asdict(self.counters).items() if isinstance(v, (int, float))}
+        return out
 
 
 def with_redis_backend(config: SysConfig, url: str) -> SysConfig:
