@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 import time
 import urllib.request
 
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -48,9 +48,13 @@ def test_metrics_endpoint_of_a_running_pipeline(tmp_path, sample_clip):
     metrics = PipelineMetrics(pipeline)
     server = start_metrics_server(cfg, metrics.registry)
     assert server is not None and server.host == "127.0.0.1" and server.port > 0
-    # bound to loopback only
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5):
-        pass
+    # bound to loopback only: the kernel's own table of listening sockets says so (0.0.0.0 would fail)
+    listening = [
+        c.laddr
+        for c in psutil.Process().net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == server.port
+    ]
+    assert [a.ip for a in listening] == ["127.0.0.1"], listening
     pipeline.start()
     try:
         time.sleep(3.0)
@@ -115,7 +119,7 @@ def test_outbox_metrics_from_any_stats_provider():
                 "dropped.training": 2,
             }
 
-    m = PipelineMetrics(Pipeline(cfg, detector=object()), process=False)
+    m = PipelineMetrics(Pipeline(cfg), process=False)
     m.watch_outbox(FakeOutbox())
     text = m.render().decode()
     samples = {}

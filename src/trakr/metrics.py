@@ -2,7 +2,7 @@
 HTTP endpoint that serves it.
 
 :class:`PipelineMetrics` attaches to a pipeline through its hooks only (batch, health and alert
-sinks) and reads the pipeline's own counters (readers, slots, gate, stats) when scraped, so it
+sinks) and reads one :meth:`~trakr.pipeline.Pipeline.snapshot` when scraped, so it
 adds no work to the frame path beyond a few histogram observations per detector batch.
 :func:`start_metrics_server` serves a registry on ``trakr.metrics.host`` (default ``127.0.0.1``,
 never a public interface unless configured) and ``trakr.metrics.port`` (``None`` = off).
@@ -20,7 +20,11 @@ Series (``camera`` label = ``CameraId``):
   ``trakr_detector_batch_fill`` (histogram of frames / batch_size),
   ``trakr_detector_inference_seconds`` (histogram, one observation per batch);
 * ``trakr_latency_seconds{camera}``: capture→result histogram;
-* ``trakr_alerts_total{camera,violation}``, ``trakr_output_skipped_total``;
+* ``trakr_alerts_total{camera,violation}``, ``trakr_output_skipped_total``,
+  ``trakr_alerts_pending_disk``, ``trakr_camera_gate_decisions_total{camera,reason}``;
+* ``trakr_detector_info{backend,precision,health}``, ``trakr_detector_backend_events_total{counter}``
+  (e.g. the Redis backend's sent/results/timeouts/fallback_batches);
+* ``trakr_thread_restarts_total{thread}``, ``trakr_threads_alive``;
 * the outbox when one is attached (``pipeline.outbox`` or :meth:`PipelineMetrics.watch_outbox`):
   ``trakr_outbox_backlog{category}``, ``trakr_outbox_bytes``, ``trakr_outbox_oldest_age_seconds``,
   ``trakr_outbox_sent_total{category}``, ``trakr_outbox_dropped_total{category}``;
@@ -31,7 +35,7 @@ Example:
     >>> from trakr.pipeline import Pipeline
     >>> cfg = parse_config({"common": {}, "cameras": [],
     ...                     "trakr": {"metrics": {"port": 0}}}).config
-    >>> m = PipelineMetrics(Pipeline(cfg, detector=object()))
+    >>> m = PipelineMetrics(Pipeline(cfg))
     >>> server = start_metrics_server(cfg, m.registry)
     >>> server.host, server.port > 0
     ('127.0.0.1', True)
@@ -75,7 +79,8 @@ class _Rate:
     __slots__ = ("t", "n", "value")
 
     def __init__(self, t: float, n: float):
-        self.t, self.n, self.value = t, n, None
+        self.t, self.n = t, n
+        self.value: float | None = None
 
     def update(self, t: float, n: float, min_dt: float = 0.5) -> float | None:
         dt = t - self.t
@@ -188,57 +193,83 @@ class PipelineMetrics(Collector):
             )
         }
         info = GaugeMetricFamily("trakr_camera_info", "Camera name and source kind.", labels=["camera", "name", "kind"])
-        gate = p.gate.stats
-        slots = p.batcher.slots
-        analysed = dict(p.stats.analysed_per_camera)
+        reasons = CounterMetricFamily(
+            "trakr_camera_gate_decisions", "Change gate decisions by reason.", labels=["camera", "reason"]
+        )
+        snap = p.snapshot()
+        addresses = {cid: cam.address for cid, cam in ((c.camera_id, c) for c in p.config.cameras)}
         with self._lock:
-            for cid, (cfg, st) in sorted(p.reader_stats().items()):
+            for cid, cs in snap.cameras.items():
                 lab = [str(cid)]
-                gs = gate.get(cid)
-                slot = slots.get(cid)
-                n_an = analysed.get(cid, 0)
-                info.add_metric([str(cid), cfg.name, _kind(cfg.address)], 1)
-                g["up"].add_metric(lab, 1.0 if st.state == "up" else 0.0)
-                g["capture_fps"].add_metric(lab, self._rate(("cap", cid), now_m, st.frames_read))
-                g["analysed_fps"].add_metric(lab, self._rate(("an", cid), now_m, n_an))
-                if gs is not None:
-                    seen_r = self._rate(("seen", cid), now_m, gs.seen)
-                    pass_r = self._rate(("pass", cid), now_m, gs.passed)
-                    g["gate_pass_rate"].add_metric(lab, pass_r / seen_r if seen_r else gs.pass_rate)
-                g["last_frame_age_seconds"].add_metric(
-                    lab, max(0.0, now - st.last_frame_at) if st.last_frame_at else float("nan")
+                info.add_metric([str(cid), cs.name, _kind(addresses.get(cid, ""))], 1)
+                g["up"].add_metric(lab, 1.0 if cs.state == "up" else 0.0)
+                g["capture_fps"].add_metric(
+                    lab, self._rate(("cap", cid), now_m, cs.frames_read) if cs.state == "up" else 0.0
                 )
-                c["frames_captured"].add_metric(lab, st.frames_read)
-                c["frames_published"].add_metric(lab, st.frames_published)
-                c["frames_analysed"].add_metric(lab, n_an)
-                c["frames_dropped"].add_metric(lab, slot.dropped if slot else 0)
-                c["gate_seen"].add_metric(lab, gs.seen if gs else 0)
-                c["gate_passed"].add_metric(lab, gs.passed if gs else 0)
-                c["reconnects"].add_metric(lab, st.reconnects)
+                g["analysed_fps"].add_metric(lab, self._rate(("an", cid), now_m, cs.frames_analysed))
+                seen_r = self._rate(("seen", cid), now_m, cs.gate_seen)
+                pass_r = self._rate(("pass", cid), now_m, cs.gate_passed)
+                overall = cs.gate_passed / cs.gate_seen if cs.gate_seen else 0.0
+                g["gate_pass_rate"].add_metric(lab, pass_r / seen_r if seen_r else overall)
+                g["last_frame_age_seconds"].add_metric(
+                    lab, max(0.0, now - cs.last_frame_at) if cs.last_frame_at else float("nan")
+                )
+                c["frames_captured"].add_metric(lab, cs.frames_read)
+                c["frames_published"].add_metric(lab, cs.frames_published)
+                c["frames_analysed"].add_metric(lab, cs.frames_analysed)
+                c["frames_dropped"].add_metric(lab, cs.frames_dropped)
+                c["gate_seen"].add_metric(lab, cs.gate_seen)
+                c["gate_passed"].add_metric(lab, cs.gate_passed)
+                c["reconnects"].add_metric(lab, cs.reconnects)
+                for reason, n in sorted(cs.gate_reasons.items()):
+                    reasons.add_metric([str(cid), reason], n)
             health = CounterMetricFamily(
                 "trakr_camera_health_changes", "Camera health changes.", labels=["camera", "state"]
             )
-            for (cid, state), n in sorted(self._health_changes.items()):
-                health.add_metric([cid, state], n)
+            for (hcid, state), hn in sorted(self._health_changes.items()):
+                health.add_metric([hcid, state], hn)
             alerts = CounterMetricFamily(
                 "trakr_alerts", "Alerts stored (and handed to the sinks).", labels=["camera", "violation"]
             )
-            for (cid, v), n in sorted(self._alerts.items()):
-                alerts.add_metric([cid, v], n)
+            for (acid, violation), an in sorted(self._alerts.items()):
+                alerts.add_metric([acid, violation], an)
         yield info
         yield from g.values()
         yield from c.values()
+        yield reasons
         yield health
         yield alerts
-        st = p.stats
-        yield CounterMetricFamily("trakr_detector_batches", "Detector calls.", value=st.batches)
-        yield CounterMetricFamily("trakr_detector_errors", "Failed detector calls.", value=st.detector_errors)
+        yield CounterMetricFamily("trakr_detector_batches", "Detector calls.", value=snap.batches)
+        yield CounterMetricFamily("trakr_detector_errors", "Failed detector calls.", value=snap.detector_errors)
         yield GaugeMetricFamily(
-            "trakr_detector_inflight_batches", "Batches inside the detector now.", value=getattr(st, "inflight", 0)
+            "trakr_detector_inflight_batches", "Batches inside the detector now.", value=snap.inflight
         )
-        yield GaugeMetricFamily("trakr_detector_batch_size", "Configured batch size.", value=p.batcher.batch_size)
+        yield GaugeMetricFamily("trakr_detector_batch_size", "Configured batch size.", value=snap.batch_size)
+        det = GaugeMetricFamily(
+            "trakr_detector_info", "Detector backend, precision and health.", labels=["backend", "precision", "health"]
+        )
+        det.add_metric([snap.detector, snap.detector_precision, snap.detector_health], 1)
+        yield det
+        backend = CounterMetricFamily("trakr_detector_backend_events", "Backend counters.", labels=["counter"])
+        for counter, value in sorted((p.detector.stats() if p.detector is not None else {}).items()):
+            backend.add_metric([counter], value)
+        yield backend
         yield CounterMetricFamily(
-            "trakr_output_skipped", "Optional images skipped because output lagged.", value=st.output_skipped
+            "trakr_output_skipped", "Optional images skipped because output lagged.", value=snap.output_skipped
+        )
+        yield GaugeMetricFamily(
+            "trakr_alerts_pending_disk",
+            "Alerts kept in memory: the output directory refused them.",
+            value=snap.alerts_pending_disk,
+        )
+        restarts = CounterMetricFamily(
+            "trakr_thread_restarts", "Long-lived threads restarted after a crash.", labels=["thread"]
+        )
+        for kind, n in sorted(snap.thread_restarts.items()):
+            restarts.add_metric([kind], n)
+        yield restarts
+        yield GaugeMetricFamily(
+            "trakr_threads_alive", "1 while every long-lived pipeline thread runs.", value=float(snap.threads_alive)
         )
         yield from self._outbox_metrics()
 
