@@ -94,6 +94,19 @@ class PipelineStats:
             setattr(self, name, getattr(self, name) + n)
 
 
+def _changed_options(old: SysConfig, new: SysConfig) -> list[str]:
+    """Dotted ``trakr`` options whose value differs between two configs."""
+
+    def leaves(d: dict, prefix: str = "") -> dict:
+        out: dict = {}
+        for k, v in d.items():
+            out.update(leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    a, b = leaves(old.trakr.model_dump()), leaves(new.trakr.model_dump())
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
 def _notify(sinks: list, item, what: str) -> None:
     """Call every sink with ``item``; a failing sink is logged and never stops the pipeline."""
     for sink in sinks:
@@ -209,27 +222,58 @@ class Pipeline:
     def reader_stats(self) -> dict[int, tuple[CameraConfig, object]]:
         return {cid: (c.cam, c.reader.stats) for cid, c in self.cameras().items()}
 
-    def apply_config(self, new: SysConfig) -> None:
-        """Switch to ``new`` without a restart: cameras added, removed or changed; rules rebuilt."""
+    LIVE_OPTIONS = (
+        "detector.confidence", "detector.iou", "gate.", "batch.deadline_ms", "capture.", "output.jpeg_quality",
+        "output.save_all_interval_s", "output.max_disk_mb", "output.retention_days",
+        # read by the cloud link from the current config at each use:
+        "outbox.retry_min_s", "outbox.retry_max_s", "outbox.speaker_max_age_s", "outbox.reconcile_days",
+        "cloud.", "speaker.",
+    )  # fmt: skip
+    """``trakr`` options :meth:`apply_config` applies live (a prefix ending in ``.`` = the whole section)."""
+
+    def apply_config(self, new: SysConfig) -> list[str]:
+        """Switch to ``new`` without a restart: cameras added, removed or changed; rules rebuilt; every
+        live ``trakr`` option applied. Returns the changed options that only take effect after a
+        restart (also logged), so a config push can report them."""
+        restart = [k for k in _changed_options(self.config, new) if not k.startswith(self.LIVE_OPTIONS)]
         with self._cam_lock:
             fresh = {c.camera_id: c for c in new.cameras}
             self.config = new
+            t = new.trakr
             self.batcher.batch_size = new.common.batch_size
-            self.batcher.deadline_s = new.trakr.batch.deadline_ms / 1000.0
+            self.batcher.deadline_s = t.batch.deadline_ms / 1000.0
+            if self.detector is not None:
+                self.detector.set_thresholds(t.detector.confidence, t.detector.iou)
+            self._apply_gate_options()
+            self.store.jpeg_quality = t.output.jpeg_quality
+            if self.janitor is not None:
+                self.janitor.max_disk_mb, self.janitor.retention_days = t.output.max_disk_mb, t.output.retention_days
             for cid in set(self._cameras) - set(fresh):
                 self._remove_camera(cid)
             for cid, cam in fresh.items():
                 entry = self._cameras.get(cid)
                 if entry is None:
                     self._add_camera(cam)
-                elif entry.cam.address != cam.address or new.cam_delay(cam) != entry.reader.sample_period_s:
-                    self._remove_camera(cid)  # the stream itself changed: reopen it
+                elif (
+                    entry.cam.address != cam.address
+                    or new.cam_delay(cam) != entry.reader.sample_period_s
+                    or entry.reader.options != t.capture
+                ):
+                    self._remove_camera(cid)  # the stream or how it is read changed: reopen it
                     self._add_camera(cam)
                 else:  # rules, ROIs or policy only: keep the stream open
                     entry.cam = cam
                     entry.rules = CameraRules(cam, roi_enabled=new.common.roi_en)
                     self._set_policy(cam)
+        if restart:
+            log.warning("config applied; these options take effect after a restart: %s", ", ".join(restart))
         log.info("config applied: %d cameras", len(new.cameras))
+        return restart
+
+    def _apply_gate_options(self) -> None:
+        g = self.config.trakr.gate
+        for name, value in g.model_dump().items():
+            setattr(self.gate, name, value)
 
     def _add_camera(self, cam: CameraConfig) -> None:
         entry = self._make_camera(cam)

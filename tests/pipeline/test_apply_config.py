@@ -66,3 +66,38 @@ def test_apply_config_live(sample_clip, tmp_path):
     finally:
         p.stop()
     assert not any(a.camera_id == 2 and a.captured_at > changed_at + 1 for a in read_alerts(tmp_path))
+
+
+def test_every_option_is_applied_live_or_reported_as_needing_a_restart(tmp_path, sample_clip):
+    """A pushed gate or threshold change takes effect at once; what cannot is named, not ignored."""
+    import json
+
+    from trakr.config import parse_config
+    from trakr.pipeline import Pipeline
+
+    raw = {
+        "common": {"batch_size": 1},
+        "trakr": {"capture": {"loop_files": True}, "detector": {"imgsz": 320}},
+        "cameras": [{"CameraId": 1, "Address": str(sample_clip), "Detection": "person", "CamDelay": 0.5}],
+    }
+    p = Pipeline(parse_config(raw).config, output_dir=tmp_path)
+    p.start()
+    try:
+        reader_before = p.cameras()[1].reader
+        new = json.loads(json.dumps(raw))
+        new["trakr"]["gate"] = {"area_threshold": 0.1, "keyframe_s": 2.0}
+        new["trakr"]["detector"].update(confidence=0.6, iou=0.4, threads=1)
+        new["trakr"]["output"] = {"jpeg_quality": 50, "directory": "/elsewhere"}
+        new["trakr"]["metrics"] = {"port": 9999}
+        restart = p.apply_config(parse_config(new).config)
+        assert restart == ["detector.threads", "metrics.port", "output.directory"]
+        assert (p.gate.area_threshold, p.gate.keyframe_s) == (0.1, 2.0)
+        assert (p.detector.confidence, p.detector.iou) == (0.6, 0.4)
+        assert p.store.jpeg_quality == 50
+        assert p.cameras()[1].reader is reader_before  # nothing about the stream changed
+        new["trakr"]["capture"]["read_timeout_s"] = 3.0
+        assert p.apply_config(parse_config(new).config) == []  # the restart-only ones are unchanged now
+        assert p.cameras()[1].reader is not reader_before  # a capture option reopens the stream
+        assert p.cameras()[1].reader.options.read_timeout_s == 3.0
+    finally:
+        p.stop()
