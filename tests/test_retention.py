@@ -3,7 +3,10 @@
 import os
 import time
 
-from trakr.retention import prune
+from helpers import wait_until
+
+from trakr.evidence import bytes_written, write_atomic
+from trakr.retention import RetentionJanitor, prune
 
 
 def _file(root, rel, size, age_days=0.0):
@@ -36,3 +39,24 @@ def test_files_past_retention_are_deleted_even_under_the_bound(tmp_path):
     new = _file(tmp_path, "alerts/2026-11-20/b.json", 100, age_days=3)
     prune(tmp_path, max_disk_mb=1000, retention_days=90)
     assert not old.exists() and new.exists()
+
+
+def _size(root) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def test_burst_of_images_is_pruned_long_before_the_periodic_pass(tmp_path):
+    janitor = RetentionJanitor(
+        tmp_path, max_disk_mb=3.0, retention_days=30, interval_s=3600, written=bytes_written, poll_s=0.05
+    )
+    janitor.start()
+    try:
+        for i in range(60):  # 60 x 200 kB = 12 MB written against a 3 MB bound
+            write_atomic(tmp_path / "inputs" / "cam1" / f"{i:03d}.jpg", b"\xff" * 200_000)
+            if i % 10 == 9:
+                assert wait_until(lambda: _size(tmp_path) <= 3.5e6, 10), _size(tmp_path)
+        assert wait_until(lambda: _size(tmp_path) <= 3e6, 10)
+        kept = sorted(p.name for p in (tmp_path / "inputs" / "cam1").iterdir())
+        assert kept[-1] == "059.jpg" and len(kept) <= 15  # the newest are kept, the oldest went first
+    finally:
+        janitor.stop()

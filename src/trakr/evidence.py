@@ -16,10 +16,13 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
+import threading
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -27,6 +30,8 @@ import numpy as np
 import supervision as sv
 
 from trakr.types import Alert, AlertSink, local_day
+
+log = logging.getLogger(__name__)
 
 
 def objects_of(detections: sv.Detections) -> list[dict]:
@@ -39,7 +44,7 @@ def objects_of(detections: sv.Detections) -> list[dict]:
 
 
 def annotate(
-    image: np.ndarray, detections: sv.Detections, polygons: list[tuple[str | None, np.ndarray]] = ()
+    image: np.ndarray, detections: sv.Detections, polygons: Sequence[tuple[str | None, np.ndarray]] = ()
 ) -> np.ndarray:
     """Draw ROI polygons, boxes and ``class confidence`` labels on a copy of ``image``."""
     out = image.copy()
@@ -65,8 +70,20 @@ def safe_name(text: str, limit: int = 64) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", str(text))[:limit] or "_"
 
 
+_written = 0
+_written_lock = threading.Lock()
+
+
+def bytes_written() -> int:
+    """Bytes written by :func:`write_atomic` in this process (the retention janitor watches it)."""
+    return _written
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory, fsync, rename."""
+    global _written
+    with _written_lock:
+        _written += len(data)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -94,7 +111,6 @@ class AlertStore:
         self.output_dir = Path(output_dir)
         self.jpeg_quality = jpeg_quality
         self.sinks: list[AlertSink] = list(sinks or [])
-        self.count = 0
 
     @staticmethod
     def new_id() -> str:
@@ -105,7 +121,7 @@ class AlertStore:
         alert: Alert,
         image: np.ndarray | None,
         detections: sv.Detections,
-        polygons: list[tuple[str | None, np.ndarray]] = (),
+        polygons: Sequence[tuple[str | None, np.ndarray]] = (),
     ) -> Alert:
         """Store ``alert`` (and its annotated image if ``image`` is given), then call the sinks."""
         day = local_day(alert.captured_at)
@@ -120,9 +136,11 @@ class AlertStore:
             alert.evidence_image = str(rel)
         alert.record_path = str(base.with_suffix(".json"))
         write_atomic(self.output_dir / alert.record_path, json.dumps(alert.to_json(), indent=1).encode())
-        self.count += 1
-        for sink in self.sinks:
-            sink(alert, self.output_dir)
+        for sink in self.sinks:  # the alert is on disk: a failing sink is logged, never un-stores it
+            try:
+                sink(alert, self.output_dir)
+            except Exception:
+                log.exception("alert sink failed for alert %s", alert.alert_id)
         return alert
 
 

@@ -262,6 +262,9 @@ class PipelineMetrics(Collector):
             "Alerts kept in memory: the output directory refused them.",
             value=snap.alerts_pending_disk,
         )
+        yield CounterMetricFamily(
+            "trakr_alerts_suppressed", "Violations the alert policy held back.", value=snap.alerts_suppressed
+        )
         restarts = CounterMetricFamily(
             "trakr_thread_restarts", "Long-lived threads restarted after a crash.", labels=["thread"]
         )

@@ -35,7 +35,7 @@ from trakr.capture.batcher import Batcher
 from trakr.capture.gate import ChangeGate
 from trakr.capture.reader import CameraReader
 from trakr.config import CameraConfig, SysConfig
-from trakr.evidence import AlertStore, annotate, encode_jpeg, objects_of, write_atomic
+from trakr.evidence import AlertStore, annotate, bytes_written, encode_jpeg, objects_of, write_atomic
 from trakr.inference.base import Detector
 from trakr.logs import redact
 from trakr.retention import RetentionJanitor
@@ -310,7 +310,7 @@ class Pipeline:
             self._spawn(self._inference_loop, f"inference-{i}")
         self._spawn(self._output_loop, "output")
         out = self.config.trakr.output
-        self.janitor = RetentionJanitor(self.output_dir, out.max_disk_mb, out.retention_days)
+        self.janitor = RetentionJanitor(self.output_dir, out.max_disk_mb, out.retention_days, written=bytes_written)
         self.janitor.start()
         log.info(
             "pipeline started: %d cameras, batch %d, detector %s",
@@ -371,6 +371,7 @@ class Pipeline:
             detector_health=det.health if det is not None else "unknown",
             detector_precision=det.precision if det is not None else "",
             alerts_pending_disk=pending,
+            alerts_suppressed=self.policy.suppressed,
             thread_restarts=restarts(),
             threads_alive=self.threads_alive(),
         )

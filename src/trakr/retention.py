@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,14 +89,27 @@ def prune(output_dir: str | Path, max_disk_mb: float, retention_days: float, now
 
 
 class RetentionJanitor:
-    """Runs :func:`prune` at start and every ``interval_s`` in a daemon thread."""
+    """Runs :func:`prune` at start, every ``interval_s``, and as soon as ``written()`` (bytes written
+    under the output directory so far) grew by more than ``early_fraction`` of ``max_disk_mb`` since
+    the last pass, so a burst of images cannot overshoot the bound by more than that."""
 
-    def __init__(self, output_dir: str | Path, max_disk_mb: float, retention_days: float, interval_s: float = 600):
+    def __init__(
+        self,
+        output_dir: str | Path,
+        max_disk_mb: float,
+        retention_days: float,
+        interval_s: float = 60,
+        written: Callable[[], int] | None = None,
+        early_fraction: float = 0.05,
+        poll_s: float = 1.0,
+    ):
         self.output_dir, self.max_disk_mb, self.retention_days = Path(output_dir), max_disk_mb, retention_days
         self.interval_s = interval_s
+        self.written = written or (lambda: 0)
+        self.early_fraction = early_fraction
+        self.poll_s = poll_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
-        self.total_deleted = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -104,19 +118,29 @@ class RetentionJanitor:
         self._stop.set()
         self._thread.join(timeout=10)
 
+    def _pass(self) -> None:
+        try:
+            r = prune(self.output_dir, self.max_disk_mb, self.retention_days)
+            if r.deleted:
+                log.warning(
+                    "output over its disk bound or retention: deleted %d old file(s), %.1f MB; %.1f MB kept",
+                    r.deleted,
+                    r.freed_bytes / 1e6,
+                    r.kept_bytes / 1e6,
+                )
+        except Exception:
+            log.exception("retention pass failed")
+
     def _run(self) -> None:
         while True:
-            try:
-                r = prune(self.output_dir, self.max_disk_mb, self.retention_days)
-                self.total_deleted += r.deleted
-                if r.deleted:
-                    log.warning(
-                        "output over its disk bound or retention: deleted %d old file(s), %.1f MB; %.1f MB kept",
-                        r.deleted,
-                        r.freed_bytes / 1e6,
-                        r.kept_bytes / 1e6,
-                    )
-            except Exception:
-                log.exception("retention pass failed")
-            if self._stop.wait(self.interval_s):
-                return
+            self._pass()
+            last_at, last_written = time.monotonic(), self.written()
+            while True:
+                if self._stop.wait(self.poll_s):
+                    return
+                grown = self.written() - last_written
+                if (
+                    grown > self.early_fraction * self.max_disk_mb * 1e6
+                    or time.monotonic() - last_at >= self.interval_s
+                ):
+                    break

@@ -201,6 +201,8 @@ class PipelineSnapshot:
     """e.g. ``"fp32"``, ``"bf16"``; ``""`` when the backend does not say."""
     alerts_pending_disk: int
     """Alerts kept in memory because the output directory refused them (full or read-only disk)."""
+    alerts_suppressed: int
+    """Violations the alert policy held back (pause, same objects)."""
     thread_restarts: dict[str, int]
     threads_alive: bool
     """Every long-lived thread of the pipeline is running (watchdog pings only while true)."""
