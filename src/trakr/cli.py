@@ -190,9 +190,13 @@ def run(
         metrics.watch_outbox(link.outbox)
     t0 = time.monotonic()
     pipeline.start()
+    from trakr.service import ServiceNotifier
+
+    notifier = ServiceNotifier(pipeline).start()  # systemd READY=1, WATCHDOG=1 while threads live; heartbeat
     try:
         stop.wait(duration)
     finally:
+        notifier.stop()  # STOPPING=1 before the pipeline's threads end (no false "not alive")
         pipeline.stop()
         link.stop()
     console.print(status_table(pipeline, time.monotonic() - t0))
