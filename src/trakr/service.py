@@ -148,6 +148,7 @@ class ServiceNotifier:
         self.heartbeat = Path(hb) if hb else None
         self.tick_s = tick_s or watchdog or DEFAULT_TICK_S
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # no tick's ping can follow STOPPING=1
         self._thread: threading.Thread | None = None
         self._withheld = False
         self._send_failed = False
@@ -191,10 +192,13 @@ class ServiceNotifier:
 
     def stop(self) -> None:
         """``STOPPING=1`` and end the ticks (no ping after this)."""
-        if not self.enabled or self._stop.is_set():
+        if not self.enabled:
             return
-        self._stop.set()
-        self.notify("STOPPING=1", "STATUS=stopping")
+        with self._lock:
+            if self._stop.is_set():
+                return
+            self._stop.set()
+            self.notify("STOPPING=1", "STATUS=stopping")
         if self._thread is not None:
             self._thread.join(timeout=2 * SEND_TIMEOUT_S + 1)
 
@@ -214,9 +218,13 @@ class ServiceNotifier:
         """One watchdog period: ping (and refresh the heartbeat) only if every thread is alive."""
         snap = self.pipeline.snapshot()
         line = status_line(snap)
-        if self._stop.is_set():
-            return False
-        if not snap.threads_alive:
+        with self._lock:
+            if self._stop.is_set():
+                return False
+            return self._report(snap.threads_alive, line)
+
+    def _report(self, alive: bool, line: str) -> bool:
+        if not alive:
             if not self._withheld:
                 log.error(
                     "service: a pipeline thread is not alive; watchdog pings withheld "
