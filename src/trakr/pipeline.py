@@ -157,7 +157,7 @@ class Pipeline:
         self.output_dir = Path(output_dir or opts.output.directory)
         self.detector = detector
         self.gate = ChangeGate(**opts.gate.model_dump())
-        self.batcher = Batcher(config.common.batch_size, opts.batch.deadline_ms / 1000.0, self.gate)
+        self.batcher = Batcher(config.common.batch_size, opts.batch.deadline_ms / 1000.0)
         self.store = AlertStore(self.output_dir, opts.output.jpeg_quality, list(alert_sinks))
         self.policy = AlertPolicy({}, {})
         self.result_sinks: list[ResultSink] = list(result_sinks)
@@ -207,6 +207,7 @@ class Pipeline:
             not_reachable_limit=c.common.cam_not_reachable_limit,
             alive_limit_s=c.common.cam_alive_limit,
             on_health=self._on_health,
+            gate=self.gate,
         )
         self._set_policy(cam)
         return _Camera(cam, reader, CameraRules(cam, roi_enabled=c.common.roi_en))

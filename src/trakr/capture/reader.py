@@ -1,74 +1,79 @@
-"""Camera readers: one thread per camera, writing into that camera's latest-frame slot.
+"""Camera readers: one supervised thread per camera, gating and publishing into its slot.
 
-A reader opens its ``Address`` (rtsp://, http(s):// MJPEG, a file path or a USB index) with
-OpenCV's FFmpeg backend and hard open/read timeouts, grabs every frame (so a live stream never
-backs up) and decodes/publishes one every ``CamDelay`` seconds. A failed capture is released and
-reopened with paced, jittered exponential backoff; it never recovers by itself otherwise. After
-``CamNotReachableLimit`` consecutive failed attempts the camera is reported ``down``; it is
-reported ``up`` again on its first frame. A capture that delivers no frame for ``CamAliveLimit``
-seconds is torn down and reopened. Health changes are logged once and sent to health sinks.
+A reader opens its ``Address`` (:func:`~trakr.capture.sources.open_source`: PyAV for rtsp://,
+http(s):// and files, OpenCV for USB indexes) with hard open/read timeouts, decodes every frame,
+offers one every ``CamDelay`` seconds to the change gate on its luma plane, and converts to BGR
+and publishes into the camera's latest-frame slot only the frames the gate passes.
+
+Failures: a failed open or read is closed and retried with paced, jittered exponential backoff
+(:func:`trakr.supervisor.backoff_delay`, which never overflows). After ``CamNotReachableLimit``
+consecutive failed attempts the camera is reported ``down`` with the reason (``refused``,
+``timeout``, ``unauthorised``, ``not found``, ``not a video``...); it is reported ``up`` again on
+its first frame. A capture that decodes no frame for ``CamAliveLimit`` seconds is reopened. Each
+state change is logged once (address redacted) and sent to the health sink. Anything unexpected
+that a loop raises is logged with its traceback, counted, reported as ``down: error`` and the
+loop restarted with backoff (:func:`trakr.supervisor.supervise`). :meth:`CameraReader.stop`
+returns within a few seconds whatever the camera does; an open still in progress then ends by
+its own timeout in the background.
 
 Example:
     >>> from trakr.config import CameraConfig, CaptureOptions
     >>> from trakr.capture.slot import LatestFrameSlot
     >>> cam = CameraConfig(CameraId=9, Address="/nonexistent.mp4")
     >>> r = CameraReader(cam, LatestFrameSlot(9), CaptureOptions(backoff_min_s=0.01), not_reachable_limit=1)
-    >>> r.start(); import time; time.sleep(0.5); r.stop(); r.stats.state
-    'down'
+    >>> r.start(); import time; time.sleep(0.5); r.stop()
+    True
+    >>> r.stats.state, r.stats.reason
+    ('down', 'not found')
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import math
 import random
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
 
-import cv2
-
+from trakr.capture.gate import SKIPPED, ChangeGate
+from trakr.capture.reasons import END_OF_FILE, ENDED, ERROR, NO_FRAMES, CaptureFailure
 from trakr.capture.slot import LatestFrameSlot
+from trakr.capture.sources import Decoded, Source, open_source, source_kind
+from trakr.capture.stats import ReaderStats
 from trakr.config import CameraConfig, CaptureOptions
 from trakr.logs import redact
+from trakr.supervisor import backoff_delay, supervise
 from trakr.types import CameraHealth, Frame, HealthSink
 
 log = logging.getLogger(__name__)
 
-# TCP for RTSP (no UDP loss / firewall issues) and a short probe: opens in ~0.2 s instead of ~1 s.
-os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp|analyzeduration;100000")
-# A dead camera is reported once by trakr's own log, not every retry by OpenCV/FFmpeg on stderr.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+__all__ = ["CameraReader", "ReaderStats", "source_kind"]
+
+STOP_WAIT_S = 3.0
+"""How long :meth:`CameraReader.stop` waits for the thread by default."""
+MAX_TIMEOUT_S = 600.0
+MAX_BACKOFF_S = 3600.0
 
 
-@dataclass
-class ReaderStats:
-    """Counters of one reader (read by metrics and the status table)."""
+def bounded(value: float, low: float, high: float, default: float) -> float:
+    """``value`` clamped to ``[low, high]``; ``default`` for NaN or a non-number.
 
-    state: str = "starting"
-    frames_read: int = 0
-    frames_published: int = 0
-    reconnects: int = 0
-    failures: int = 0
-    last_frame_at: float | None = None
-    fps: float = 0.0
-    """Exponentially smoothed capture rate (frames grabbed per second)."""
-
-
-def source_kind(address: str) -> str:
-    """``"usb"``, ``"file"`` or ``"stream"`` for an ``Address``."""
-    a = address.strip()
-    if a.isdigit():
-        return "usb"
-    if "://" in a and not a.startswith("file://"):
-        return "stream"
-    return "file"
+    >>> bounded(1e999, 0.1, 600, 5), bounded(float("nan"), 0.1, 600, 5), bounded(-3, 0.1, 600, 5)
+    (600, 5, 0.1)
+    """
+    try:
+        v = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return default
+    if math.isnan(v):
+        return default
+    return min(max(v, low), high)
 
 
 class CameraReader:
-    """Reads one camera in its own daemon thread until :meth:`stop`."""
+    """Reads one camera in its own supervised daemon thread until :meth:`stop`."""
 
     def __init__(
         self,
@@ -79,6 +84,7 @@ class CameraReader:
         not_reachable_limit: int = 5,
         alive_limit_s: float = 30.0,
         on_health: HealthSink | None = None,
+        gate: ChangeGate | None = None,
     ):
         self.cam = cam
         self.slot = slot
@@ -87,12 +93,26 @@ class CameraReader:
         self.not_reachable_limit = not_reachable_limit
         self.alive_limit_s = alive_limit_s
         self.on_health = on_health
+        self.gate = gate if gate is not None else ChangeGate(enabled=False)
         self.kind = source_kind(cam.address)
         self.stats = ReaderStats()
+        # Whatever the loader let through (1e7, inf, NaN), a reader works with sane numbers.
+        self.open_timeout_s = bounded(options.open_timeout_s, 0.1, MAX_TIMEOUT_S, 5.0)
+        self.read_timeout_s = bounded(options.read_timeout_s, 0.1, MAX_TIMEOUT_S, 5.0)
+        self.backoff_min_s = bounded(options.backoff_min_s, 0.001, MAX_BACKOFF_S, 0.5)
+        self.backoff_max_s = bounded(options.backoff_max_s, self.backoff_min_s, MAX_BACKOFF_S, 15.0)
+        self._alive_s = bounded(alive_limit_s, 0.5, 1e9, 30.0)
+        self._period_s = bounded(sample_period_s, 0.0, 1e9, 0.0)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"camera-{cam.camera_id}", daemon=True)
+        self._thread = supervise(
+            self._run,
+            f"camera-{cam.camera_id}",
+            self._stop,
+            min_backoff_s=self.backoff_min_s,
+            max_backoff_s=max(self.backoff_max_s, 1.0),
+            start=False,
+        )
         self._seq = 0
-        self._cap: cv2.VideoCapture | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -102,121 +122,139 @@ class CameraReader:
         """Ask the thread to finish without waiting (stop many readers at once, then join)."""
         self._stop.set()
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Ask the thread to finish and wait (at most about one read timeout)."""
+    def stop(self, timeout: float | None = None) -> bool:
+        """Ask the thread to finish and wait at most ``timeout`` s (default :data:`STOP_WAIT_S`).
+
+        Returns whether it finished. One blocked in an open or read ends by that timeout in the
+        background (a daemon thread holding no lock), so a hung camera never holds up shutdown.
+        """
         self._stop.set()
-        self._thread.join(timeout if timeout is not None else self.options.read_timeout_s + 2)
+        if self._thread.ident is not None:
+            self._thread.join(bounded(STOP_WAIT_S if timeout is None else timeout, 0.0, MAX_TIMEOUT_S, STOP_WAIT_S))
+        return not self._thread.is_alive()
 
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    def force_until(self, until: float, min_rate: float | None = None) -> None:
+        """Have the gate pass this camera at least ``min_rate`` frames/s until wall time ``until``."""
+        self.gate.force_until(self.cam.camera_id, until, min_rate)
+
+    def snapshot_fields(self) -> dict[str, Any]:
+        """Counters named like :class:`~trakr.types.CameraSnapshot`'s fields (without id, name,
+        frames analysed): state, reason, capture fps, frames, drops, failures, gate decisions."""
+        d = self.stats.snapshot()
+        g = self.gate.stats_for(self.cam.camera_id)
+        d.update(frames_dropped=self.slot.dropped, gate_seen=g.seen, gate_passed=g.passed, gate_reasons=dict(g.reasons))
+        return d
+
     # -- health --------------------------------------------------------------------------------
     def _set_state(self, state: str, reason: str) -> None:
-        if self.stats.state == state:
+        if not self.stats.set_state(state, reason):
             return
-        self.stats.state = state
         where = redact(self.cam.address)
         if state == "up":
             log.info("camera %s up (%s)", self.cam.label, where)
         else:
-            log.warning("camera %s down: %s (%s)", self.cam.label, reason, where)
+            log.warning("camera %s %s: %s (%s)", self.cam.label, state, reason, where)
         if self.on_health:
             try:
                 self.on_health(CameraHealth(self.cam.camera_id, state, reason, time.time()))
             except Exception:  # a health sink must never kill a reader
                 log.exception("health sink failed")
 
-    def _failed(self, reason: str) -> None:
-        self.stats.failures += 1
-        if self.stats.failures >= self.not_reachable_limit:
-            self._set_state("down", reason)
-        delay = min(self.options.backoff_min_s * 2 ** (self.stats.failures - 1), self.options.backoff_max_s)
-        log.debug("camera %s: %s; retry in %.1fs", self.cam.label, reason, delay)
+    def _failed(self, f: CaptureFailure, reconnect: bool = False) -> None:
+        failures = self.stats.count_failure(f.detail or f.reason, reconnect)
+        if failures >= self.not_reachable_limit:
+            self._set_state("down", f.reason)
+        delay = backoff_delay(failures, self.backoff_min_s, self.backoff_max_s)
+        log.debug("camera %s: %s; retry in %.1fs", self.cam.label, redact(f), delay)
         self._stop.wait(delay * random.uniform(0.8, 1.2))
 
     # -- reading -------------------------------------------------------------------------------
-    def _open(self) -> cv2.VideoCapture | None:
-        params = [
-            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
-            int(self.options.open_timeout_s * 1000),
-            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
-            int(self.options.read_timeout_s * 1000),
-        ]
-        address = self.cam.address.strip()
-        if self.kind == "usb":
-            cap = cv2.VideoCapture(int(address), cv2.CAP_ANY, params)
-        else:
-            if self.kind == "file":
-                address = address.removeprefix("file://")
-                if not Path(address).is_file():
-                    return None
-            cap = cv2.VideoCapture(address, cv2.CAP_FFMPEG, params)
-        if not cap.isOpened():
-            cap.release()
-            return None
-        return cap
-
     def _run(self) -> None:
+        """The supervised target: anything unexpected is reported here, then re-raised to the
+        supervisor, which logs the traceback, counts it and calls this again after a backoff."""
+        try:
+            self._loop()
+        except Exception as e:
+            detail = redact(f"{type(e).__name__}: {e}".splitlines()[0])[:300]
+            self.stats.count_crash(detail)
+            self._set_state("down", ERROR)
+            raise
+
+    def _loop(self) -> None:
         while not self._stop.is_set():
-            cap = self._open()
-            if cap is None:
-                self._failed("cannot open")
+            try:
+                src = open_source(self.cam.address, self.open_timeout_s, self.read_timeout_s, self._alive_s)
+            except CaptureFailure as f:
+                self._failed(f)
                 continue
-            self._cap = cap
-            got_frame = self._read_loop(cap)
-            cap.release()
-            self._cap = None
+            try:
+                outcome = self._read(src)
+            except CaptureFailure as f:
+                outcome = f
+            finally:
+                src.close()
             if self._stop.is_set():
                 break
-            if got_frame == "eof":
+            if outcome == "eof":
                 continue  # looped file: reopen at once, not a failure
-            self.stats.reconnects += 1
-            self._failed("stream ended" if got_frame else "no frames")
+            if outcome == END_OF_FILE:
+                self._set_state("down", END_OF_FILE)
+                self._stop.wait()  # a finished file stays finished (the thread stays alive)
+                break
+            self._failed(outcome if isinstance(outcome, CaptureFailure) else CaptureFailure(outcome), reconnect=True)
 
-    def _read_loop(self, cap: cv2.VideoCapture) -> bool | str:
-        """Read until failure or stop. Returns ``"eof"`` for a looped file's end, else whether any
-        frame was read."""
-        fps = cap.get(cv2.CAP_PROP_FPS) if self.kind == "file" else 0.0
-        frame_period = 1.0 / fps if self.kind == "file" and self.options.realtime_files and 0 < fps < 500 else 0.0
+    def _read(self, src: Source) -> str:
+        """Read until the source ends, fails (raises) or stop. Returns ``"eof"`` (loop a file),
+        ``"end of file"``, ``"stream ended"`` or ``"no frames"``."""
+        frames = src.frames()
+        try:
+            got = self._pump(src, frames)
+        finally:
+            frames.close()
+        if self._stop.is_set():
+            return ENDED
+        if self.kind == "file" and got:
+            if self.options.loop_files:
+                return "eof"
+            log.info("camera %s: end of file", self.cam.label)
+            return END_OF_FILE
+        return ENDED if got else NO_FRAMES
+
+    def _pump(self, src: Source, frames: Iterator[Decoded]) -> bool:
+        """Gate and publish ``frames`` until they end or stop; whether any frame came."""
+        cid = self.cam.camera_id
+        st, gate, slot = self.stats, self.gate, self.slot
+        realtime = self.kind == "file" and self.options.realtime_files and 0 < src.native_fps < 500
+        frame_period = 1.0 / src.native_fps if realtime else 0.0
         next_due = time.monotonic()
-        last_pub = 0.0
+        last_offer = -math.inf
         got = False
-        last_ok = time.monotonic()
-        while not self._stop.is_set():
-            if frame_period:
+        for luma, stream_time, handle in frames:
+            if self._stop.is_set():
+                break
+            if frame_period:  # a file at its native rate, like a live camera
                 wait = next_due - time.monotonic()
                 if wait > 0 and self._stop.wait(wait):
                     break
                 next_due = max(next_due + frame_period, time.monotonic() - frame_period)
-            if not cap.grab():
-                if self.kind == "file" and got and self.options.loop_files:
-                    return "eof"
-                if self.kind == "file" and got:
-                    log.info("camera %s: end of file", self.cam.label)
-                    self._stop.wait(self.options.backoff_max_s)
-                return got
             now_m = time.monotonic()
-            if now_m - last_ok > self.alive_limit_s:
-                return got  # frames stalled for CamAliveLimit: reconnect
-            dt, last_ok = now_m - last_ok, now_m
-            st = self.stats
-            st.frames_read += 1
-            if dt > 0:
-                st.fps = 0.9 * st.fps + 0.1 * (1.0 / dt) if st.fps else 1.0 / dt
-            if now_m - last_pub < self.sample_period_s:
-                continue
-            ok, image = cap.retrieve()
-            if not ok or image is None:
-                continue
-            last_pub = now_m
             if not got:
                 got = True
-                st.failures = 0
+                st.frames_arriving()
                 self._set_state("up", "frames arriving")
+                gate.forget(cid)  # a fresh connection starts from a fresh reference
+            st.count_frame(now_m, stream_time)
+            if now_m - last_offer < self._period_s:
+                continue  # CamDelay: one frame per period is offered to the gate
+            last_offer = now_m
             now = time.time()
-            st.last_frame_at = now
-            st.frames_published += 1
+            if gate.decide(cid, luma, now, src.limited_range) == SKIPPED:
+                continue
             self._seq += 1
-            self.slot.put(Frame(self.cam.camera_id, image, now, self._seq))
+            slot.put(Frame(cid, src.bgr(handle), now, self._seq))  # colour only for passed frames
+            st.count_published()
         return got
