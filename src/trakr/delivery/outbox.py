@@ -17,10 +17,14 @@ idempotency key per message. A cloud outage, a restart, ``kill -9`` or a power c
 
 Messages are grouped in *channels* (one per destination, e.g. ``tb:alert``); each channel is
 delivered strictly in order (the oldest message first, later ones wait while it is retried), and
-channels are independent, so a dead image store does not hold up alert telemetry.
+channels are independent, so a dead image store does not hold up alert telemetry. Sending is the
+job of :class:`trakr.delivery.sender.Sender`; this module only stores.
 
-Disk bound (``trakr.outbox.max_disk_mb``): rows and files are counted; when a new message does not
-fit, messages are dropped by *category rank*, lowest first, oldest first within a rank:
+Disk bound (``trakr.outbox.max_disk_mb``): rows, files and SQLite's write-ahead log are counted.
+The log is checkpointed and truncated first when it would break the bound (it is also
+checkpointed early in proportion to the bound, so a small outbox never grows a large log); when a
+new message still does not fit, messages are dropped by *category rank*, lowest first, oldest
+first within a rank:
 ``training`` < ``health`` < ``speaker`` < ``alert_image`` < ``roi``/``config`` < ``alert``.
 A new message is itself dropped when everything left ranks higher than it. Every drop is counted
 per category (persisted, reported in health telemetry) and logged.
@@ -41,7 +45,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import shutil
 import sqlite3
 import threading
@@ -60,6 +63,8 @@ RANK = {"training": 0, "health": 1, "speaker": 2, "alert_image": 3, "roi": 4, "c
 """Drop order when the disk bound is reached: lowest rank first (unknown categories rank 1)."""
 ROW_OVERHEAD = 512
 """Bytes counted per row on top of its payload and file (index, page slack)."""
+WAL_SHARE = 16
+"""The write-ahead log is checkpointed once it holds about 1/WAL_SHARE of the bound (1000 pages at most)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -121,18 +126,24 @@ class Outbox:
         self.max_bytes = int(max_bytes)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.dir / "outbox.db", check_same_thread=False, isolation_level=None, timeout=30)
+        self._wal = self.dir / "outbox.db-wal"
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        share = self.max_bytes // WAL_SHARE
+        self._db.execute(f"PRAGMA wal_autocheckpoint={max(1, min(1000, share // page))}")
+        self._db.execute(f"PRAGMA journal_size_limit={max(page, share)}")
         self._db.executescript(_SCHEMA)
-        self.listeners: list[Callable[[], None]] = []
-        """Called (without arguments) after each new message: wakes the sender."""
+        self.listeners: list[Callable[[str, str], None]] = []
+        """Called with ``(channel, category)`` after each new message: wakes the sender."""
         self._last_drop_log: dict[str, float] = {}
         self._pending_unlinks: list[str] = []
         self._closed: dict | None = None
         with self._lock:
             self._db.execute("DELETE FROM finished WHERE at < ?", (time.time() - keep_finished_s,))
             self._sweep_orphans()
-            self.used = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM messages").fetchone()[0]
+            self.used: int = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM messages").fetchone()[0]
+            self._checkpoint()
 
     # -- housekeeping -------------------------------------------------------------------------
     def _sweep_orphans(self) -> None:
@@ -150,12 +161,28 @@ class Outbox:
         with self._lock:
             if self._closed is not None:
                 return
+            self._checkpoint()
             self._closed = self.stats()  # what stats() answers from now on (metrics scrapes at exit)
-            try:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error:
-                pass
             self._db.close()
+
+    def wal_bytes(self) -> int:
+        """Current size of SQLite's write-ahead log file."""
+        try:
+            return self._wal.stat().st_size
+        except OSError:
+            return 0
+
+    def _keep_bound(self) -> None:
+        """After a commit: empty the write-ahead log if it took the outbox over its bound."""
+        if self.used + self.wal_bytes() > self.max_bytes:
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Copy the write-ahead log into the database and truncate it (outside a transaction)."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as e:
+            log.warning("outbox: checkpoint failed: %s", e)
 
     def _count(self, name: str, n: int = 1) -> None:
         self._db.execute(
@@ -179,7 +206,7 @@ class Outbox:
                     os.fsync(f.fileno())
                 os.replace(tmp, dest)
         else:
-            write_atomic(dest, data)
+            write_atomic(dest, data or b"")
         _fsync_dir(self.files)
         return stored, dest.stat().st_size
 
@@ -213,6 +240,8 @@ class Outbox:
                 stored, fsize = self._store_file(src, data, Path(filename if src is None else src.name).name)
         size = len(body) + fsize + ROW_OVERHEAD
         with self._lock:
+            if self.used + self.wal_bytes() + size > self.max_bytes:
+                self._checkpoint()  # the log counts against the bound: empty it before dropping anything
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 if self._known(key):
@@ -241,8 +270,9 @@ class Outbox:
             for dropped in self._pending_unlinks:
                 self._unlink(dropped)
             self._pending_unlinks = []
+            self._keep_bound()
         for fn in self.listeners:
-            fn()
+            fn(channel, category)
         return True
 
     def _known(self, key: str) -> bool:
@@ -257,15 +287,16 @@ class Outbox:
     def _make_room(self, size: int, rank: int, category: str) -> bool:
         """Inside a transaction: drop lower/equal-rank messages until ``size`` fits."""
         self._pending_unlinks = []
-        if self.used + size <= self.max_bytes:
+        used = self.used + self.wal_bytes()
+        if used + size <= self.max_bytes:
             return True
         droppable = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM messages WHERE rank <= ?", (rank,)).fetchone()[
             0
         ]
-        if self.used - droppable + size > self.max_bytes:
+        if used - droppable + size > self.max_bytes:
             return False  # would not fit even after dropping everything it outranks: drop it
         freed = 0
-        while self.used - freed + size > self.max_bytes:
+        while used - freed + size > self.max_bytes:
             row = self._db.execute(
                 "SELECT id, category, rank, file, size, key FROM messages ORDER BY rank, id LIMIT 1"
             ).fetchone()
@@ -300,7 +331,7 @@ class Outbox:
             (self.files / stored).unlink(missing_ok=True)
 
     # -- reading / completing -----------------------------------------------------------------
-    def _row(self, r) -> Message:
+    def _row(self, r: tuple) -> Message:
         return Message(
             id=r[0],
             key=r[1],
@@ -313,20 +344,29 @@ class Outbox:
             attempts=r[8],
         )
 
-    def channels(self) -> list[str]:
-        """Channels that have pending messages."""
+    def channels(self) -> dict[str, str]:
+        """Channels that have pending messages, each with the category of its oldest message."""
         with self._lock:
-            return [r[0] for r in self._db.execute("SELECT DISTINCT channel FROM messages")]
+            rows = self._db.execute("SELECT channel, MIN(id), category FROM messages GROUP BY channel").fetchall()
+        return {r[0]: r[2] for r in rows}
 
     def head(self, channel: str) -> Message | None:
-        """The oldest pending message of ``channel``."""
-        with self._lock:
-            r = self._db.execute(
-                "SELECT id, key, channel, category, payload, file, size, created, attempts "
-                "FROM messages WHERE channel = ? ORDER BY id LIMIT 1",
-                (channel,),
-            ).fetchone()
-        return self._row(r) if r else None
+        """The oldest pending message of ``channel``. A row that cannot be decoded (a damaged
+        database) is removed as ``rejected`` rather than blocking its channel for ever."""
+        while True:
+            with self._lock:
+                r = self._db.execute(
+                    "SELECT id, key, channel, category, payload, file, size, created, attempts "
+                    "FROM messages WHERE channel = ? ORDER BY id LIMIT 1",
+                    (channel,),
+                ).fetchone()
+            if r is None:
+                return None
+            try:
+                return self._row(r)
+            except ValueError as e:
+                bad = Message(r[0], r[1], r[2], r[3], {}, (self.files / r[5]) if r[5] else None, r[6], r[7], r[8])
+                self.done(bad, "rejected", f"unreadable row: {e}")
 
     def pending(self, channel: str | None = None) -> list[Message]:
         with self._lock:
@@ -350,6 +390,7 @@ class Outbox:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._keep_bound()
         if msg.file is not None:
             msg.file.unlink(missing_ok=True)
         if outcome != "sent":
@@ -362,13 +403,7 @@ class Outbox:
                 "UPDATE messages SET attempts = attempts + 1, last_error = ? WHERE id = ?",
                 (redact(error)[:500], msg.id),
             )
-
-    def was_delivered(self, key: str) -> bool:
-        with self._lock:
-            return (
-                self._db.execute("SELECT 1 FROM finished WHERE key = ? AND outcome = 'sent'", (key,)).fetchone()
-                is not None
-            )
+            self._keep_bound()
 
     def outcome(self, key: str) -> str | None:
         """``pending``, ``sent``, ``dropped``, ``rejected``, ``expired`` or ``None`` (unknown key)."""
@@ -378,197 +413,23 @@ class Outbox:
             r = self._db.execute("SELECT outcome FROM finished WHERE key = ?", (key,)).fetchone()
         return r[0] if r else None
 
-    def counters(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._db.execute("SELECT name, value FROM counters"))
-
     def stats(self) -> dict:
-        """``backlog`` (messages), ``backlog_by_category``, ``bytes``, ``max_bytes``, ``oldest_age_s``
-        and the persisted counters (``dropped.<category>``, ``sent.<category>``, ...)."""
+        """``backlog`` (messages), ``backlog_by_category``, ``bytes`` (rows, files and the
+        write-ahead log: what the bound counts), ``wal_bytes``, ``max_bytes``, ``oldest_age_s`` and
+        the persisted counters (``dropped.<category>``, ``sent.<category>``, ...)."""
         with self._lock:
             if self._closed is not None:
                 return dict(self._closed)
             by_cat = dict(self._db.execute("SELECT category, COUNT(*) FROM messages GROUP BY category"))
             oldest = self._db.execute("SELECT MIN(created) FROM messages").fetchone()[0]
             counters = dict(self._db.execute("SELECT name, value FROM counters"))
+        wal = self.wal_bytes()
         return {
             "backlog": sum(by_cat.values()),
             "backlog_by_category": by_cat,
-            "bytes": self.used,
+            "bytes": self.used + wal,
+            "wal_bytes": wal,
             "max_bytes": self.max_bytes,
             "oldest_age_s": (time.time() - oldest) if oldest else 0.0,
             **counters,
         }
-
-
-# --------------------------------------------------------------------------------- delivery
-
-OK, RETRY, REJECT = "ok", "retry", "reject"
-
-
-@dataclass
-class Outcome:
-    """What a delivery attempt came to: ``ok``, ``retry`` (transient) or ``reject`` (never)."""
-
-    status: str
-    detail: str = ""
-
-
-Deliver = Callable[[Message], Outcome]
-
-
-class _Lane:
-    __slots__ = ("failures", "next_at", "busy")
-
-    def __init__(self):
-        self.failures = 0
-        self.next_at = 0.0
-        self.busy = False
-
-
-class Sender:
-    """Delivers outbox messages on ``workers`` threads; one channel is served by one thread at a
-    time, oldest message first; failures back off per channel (``retry_min_s * 2**n`` capped at
-    ``retry_max_s``, with jitter: uniformly between half and all of it)."""
-
-    def __init__(
-        self,
-        outbox: Outbox,
-        deliver: Deliver,
-        *,
-        workers: int = 2,
-        retry_min_s: float = 1.0,
-        retry_max_s: float = 120.0,
-        max_age_s: dict[str, float] | None = None,
-    ):
-        self.outbox = outbox
-        self.deliver = deliver
-        self.workers = workers
-        self.retry_min_s = retry_min_s
-        self.retry_max_s = retry_max_s
-        self.max_age_s = dict(max_age_s or {})
-        self._lanes: dict[str, _Lane] = {}
-        self._cond = threading.Condition()
-        self._dirty = True
-        self._active: set[str] = set()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self.attempts = 0
-        self.failures = 0
-        outbox.listeners.append(self.wake)
-
-    def wake(self) -> None:
-        with self._cond:
-            self._dirty = True
-            self._cond.notify_all()
-
-    def start(self) -> None:
-        for i in range(self.workers):
-            t = threading.Thread(target=self._loop, name=f"outbox-sender-{i}", daemon=True)
-            t.start()
-            self._threads.append(t)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self.wake()
-        deadline = time.monotonic() + timeout
-        for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        if self.wake in self.outbox.listeners:
-            self.outbox.listeners.remove(self.wake)
-
-    def backoff(self, failures: int) -> float:
-        d = min(self.retry_max_s, self.retry_min_s * (2 ** max(0, failures - 1)))
-        return d / 2 + random.uniform(0, d / 2)
-
-    def lane_state(self) -> dict[str, dict]:
-        """Per channel: consecutive failures and seconds until the next try."""
-        now = time.monotonic()
-        with self._cond:
-            return {
-                ch: {"failures": ln.failures, "retry_in_s": max(0.0, ln.next_at - now)}
-                for ch, ln in self._lanes.items()
-            }
-
-    def _pick(self) -> str | None:
-        """Under the condition: a channel that has messages, is idle and is due."""
-        while not self._stop.is_set():
-            if self._dirty:
-                self._dirty = False
-                channels = self.outbox.channels()
-                for ch in channels:
-                    self._lanes.setdefault(ch, _Lane())
-                self._active = set(channels)
-            now = time.monotonic()
-            wait = 5.0
-            for ch in sorted(self._active, key=lambda c: self._lanes[c].next_at):
-                lane = self._lanes[ch]
-                if lane.busy:
-                    continue
-                if lane.next_at <= now:
-                    lane.busy = True
-                    return ch
-                wait = min(wait, lane.next_at - now)
-            self._cond.wait(max(0.01, wait))
-            self._dirty = True
-        return None
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            with self._cond:
-                ch = self._pick()
-            if ch is None:
-                return
-            lane = self._lanes[ch]
-            try:
-                self._serve(ch, lane)
-            except Exception:
-                log.exception("outbox sender: channel %s", ch)
-                lane.failures += 1
-                lane.next_at = time.monotonic() + self.backoff(lane.failures)
-            finally:
-                with self._cond:
-                    lane.busy = False
-                    self._dirty = True
-                    self._cond.notify_all()
-
-    def _serve(self, ch: str, lane: _Lane) -> None:
-        """Send the channel's messages in order until it is empty or one fails."""
-        while not self._stop.is_set():
-            msg = self.outbox.head(ch)
-            if msg is None:
-                return
-            max_age = self.max_age_s.get(msg.category)
-            if max_age is not None and time.time() - msg.created > max_age:
-                self.outbox.done(msg, "expired", f"older than {max_age:g}s")
-                continue
-            if msg.file is not None and not msg.file.exists():
-                self.outbox.done(msg, "rejected", "attachment missing")
-                continue
-            self.attempts += 1
-            try:
-                out = self.deliver(msg)
-            except Exception as e:  # a transport bug must not lose the message
-                out = Outcome(RETRY, f"{type(e).__name__}: {e}")
-            if out.status == OK:
-                self.outbox.done(msg, "sent")
-                if lane.failures:
-                    log.info("outbox: channel %s delivering again after %d failure(s)", ch, lane.failures)
-                lane.failures = 0
-            elif out.status == REJECT:
-                self.outbox.done(msg, "rejected", out.detail)
-            else:
-                self.failures += 1
-                lane.failures += 1
-                delay = self.backoff(lane.failures)
-                lane.next_at = time.monotonic() + delay
-                self.outbox.failed(msg, out.detail)
-                if lane.failures == 1 or lane.failures % 10 == 0:
-                    log.warning(
-                        "outbox: channel %s: %s (failure %d, retry in %.1fs)",
-                        ch,
-                        redact(out.detail),
-                        lane.failures,
-                        delay,
-                    )
-                return

@@ -94,7 +94,8 @@ def vet_push(pushed: Any, local_raw: dict | None) -> tuple[dict, list[str]]:
     if not isinstance(pushed, dict) or not isinstance(pushed.get("common"), dict):
         return {}, ["common: a pushed config must be a JSON object with a common section"]
     refusals: list[str] = []
-    local_trakr = local.get("trakr") if isinstance(local.get("trakr"), dict) else {}
+    found = local.get("trakr")
+    local_trakr: dict = found if isinstance(found, dict) else {}
     trakr = _copy(local_trakr)
     pushed_trakr = pushed.get("trakr")
     if pushed_trakr is not None and not isinstance(pushed_trakr, dict):

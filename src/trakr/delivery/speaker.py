@@ -35,7 +35,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from trakr.config import SpeakerOptions, SysConfig
-from trakr.delivery.outbox import OK, RETRY, Message, Outbox, Outcome
+from trakr.delivery.outbox import Message, Outbox
+from trakr.delivery.sender import OK, RETRY, Outcome
 from trakr.delivery.thingsboard import HttpClient
 from trakr.evidence import safe_name
 from trakr.types import Alert

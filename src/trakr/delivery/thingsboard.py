@@ -15,31 +15,35 @@ Every HTTP call has a hard timeout. Device tokens are secrets: every log line th
 URL goes through :func:`trakr.logs.redact`, and the ``httpx``/``httpcore`` loggers (which log
 request URLs) get the redacting filter too.
 
-Status codes map to outbox outcomes: 2xx delivered; 408, 429, 5xx, connection errors and
-timeouts retried; 401/403/404 (a wrong or revoked token, a missing device) retried too, slowly,
-so that fixing the token in the config delivers the backlog; other 4xx rejected (the message
-itself is bad, retrying cannot help).
+Status codes map to sender outcomes: 2xx delivered; 408, 429, 5xx, connection errors and
+timeouts retried; 401/403/404 (a wrong or revoked token, a missing device) *blocked*: kept and
+retried at the longest delay, and at once when a new config arrives, so that fixing the token
+delivers the backlog; other 4xx rejected (the message itself is bad, retrying cannot help).
 
 Example:
     >>> attributes_url("https://tb.example/api/v1/TOKEN/telemetry")
     'https://tb.example/api/v1/TOKEN/attributes'
     >>> device_token("https://tb.example/api/v1/TOKEN/telemetry")
     'TOKEN'
+    >>> classify(201), classify(503), classify(401), classify(400)
+    ('ok', 'retry', 'blocked', 'reject')
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 import threading
 import time
 import uuid
+from typing import Any
 from urllib.parse import urlparse
 
 import httpx
 
-from trakr.delivery.outbox import OK, REJECT, RETRY, Outcome
+from trakr.delivery.sender import BLOCKED, OK, REJECT, RETRY, Outcome
 from trakr.logs import RedactingFilter, redact
 
 log = logging.getLogger(__name__)
@@ -68,15 +72,27 @@ def attributes_url(url: str) -> str:
 
 
 def classify(status: int) -> str:
+    """The sender outcome of an HTTP status (see the module docstring)."""
     if 200 <= status < 300:
         return OK
-    if status in (408, 429, 401, 403, 404) or status >= 500:
+    if status in (401, 403, 404):
+        return BLOCKED
+    if status in (408, 429) or status >= 500:
         return RETRY
     return REJECT
 
 
 class CloudError(Exception):
     """A cloud call failed (the message is already redacted)."""
+
+
+class BadAnswer(CloudError):
+    """The cloud answered, but with a body that cannot be used (e.g. JSON nested too deeply)."""
+
+    def __init__(self, message: str, fingerprint: str):
+        super().__init__(message)
+        self.fingerprint = fingerprint
+        """SHA-256 of the answer, so that the same bad answer is reported once."""
 
 
 class HttpClient:
@@ -105,7 +121,7 @@ class HttpClient:
             return Outcome(RETRY, f"{method} {redact(url)}: {type(e).__name__}: {redact(e)}")
         status = classify(r.status_code)
         detail = "" if status == OK else f"{method} {redact(url)}: HTTP {r.status_code} {redact(r.text[:200])}"
-        return Outcome(status, detail)
+        return Outcome(status, detail, r.status_code)
 
     def post_json(self, url: str, body: dict, key: str | None = None) -> Outcome:
         """POST a JSON body (telemetry ``{"ts", "values"}`` or client attributes)."""
@@ -147,6 +163,10 @@ class HttpClient:
             body = r.json() if r.content else None
         except ValueError:
             body = None
+        except RecursionError:  # a value nested thousands deep: the answer is usable, its content not
+            raise BadAnswer(
+                f"GET {redact(url)}: the answer is JSON nested too deeply", hashlib.sha256(r.content).hexdigest()
+            ) from None
         return r.status_code, body
 
     def shared_attributes(self, attr_url: str, keys: list[str]) -> dict:
@@ -181,10 +201,10 @@ class MqttTelemetry:
         self.port = u.port or 1883
         self.timeout_s = timeout_s
         self.keepalive = keepalive
-        self._clients: dict[str, object] = {}
+        self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def _client(self, token: str):
+    def _client(self, token: str) -> Any:
         import paho.mqtt.client as mqtt
 
         with self._lock:

@@ -14,8 +14,9 @@ from fake_thingsboard import FakeThingsBoard
 
 from trakr.config import parse_config
 from trakr.delivery.cloud import Cloud
-from trakr.delivery.outbox import OK, Message
+from trakr.delivery.outbox import Message
 from trakr.delivery.push_policy import vet_push
+from trakr.delivery.sender import OK
 from trakr.delivery.speaker import deliver_tts
 
 HERE = Path(__file__).resolve().parent
@@ -26,12 +27,6 @@ open(out, "wb").write(b"RIFF....WAVEfake")
 with open(sys.argv[2], "a") as log:
     log.write(json.dumps({"argv": sys.argv[1:], "stdin": sys.stdin.read()}) + "\\n")
 """
-
-
-@pytest.fixture
-def fake():
-    with FakeThingsBoard() as server:
-        yield server
 
 
 def base_raw(fake: FakeThingsBoard, tmp_path: Path, marker: Path) -> dict:
