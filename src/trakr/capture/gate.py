@@ -140,11 +140,7 @@ class ChangeGate:
             reason = KEYFRAME
         else:
             reason = SKIPPED
-        if reason != SKIPPED:
-            with self._lock:
-                st = self._cams.setdefault(camera_id, _CameraState())
-                st.ref, st.last_pass = small, t
-        return self._count(camera_id, reason)
+        return self._count(camera_id, reason, small, t)
 
     def check(self, frame: Frame) -> bool:
         """Whether a BGR :class:`Frame` passes (replays and tools; readers call :meth:`decide`)."""
@@ -152,8 +148,12 @@ class ChangeGate:
         luma = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
         return self.decide(frame.camera_id, luma, frame.captured_at) != SKIPPED
 
-    def _count(self, camera_id: int, reason: str) -> str:
+    def _count(self, camera_id: int, reason: str, ref: np.ndarray | None = None, t: float = 0.0) -> str:
+        """Count a decision; a passed frame's ``ref`` becomes the camera's new reference."""
         with self._lock:
+            if ref is not None and reason != SKIPPED:
+                st = self._cams.setdefault(camera_id, _CameraState())
+                st.ref, st.last_pass = ref, t
             gs = self._stats.setdefault(camera_id, GateStats())
             gs.seen += 1
             gs.passed += reason != SKIPPED

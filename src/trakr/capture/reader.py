@@ -34,7 +34,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from trakr.capture.gate import SKIPPED, ChangeGate
@@ -191,6 +191,7 @@ class CameraReader:
             except CaptureFailure as f:
                 self._failed(f)
                 continue
+            outcome: str | CaptureFailure
             try:
                 outcome = self._read(src)
             except CaptureFailure as f:
@@ -224,7 +225,7 @@ class CameraReader:
             return END_OF_FILE
         return ENDED if got else NO_FRAMES
 
-    def _pump(self, src: Source, frames: Iterator[Decoded]) -> bool:
+    def _pump(self, src: Source, frames: Generator[Decoded, None, None]) -> bool:
         """Gate and publish ``frames`` until they end or stop; whether any frame came."""
         cid = self.cam.camera_id
         st, gate, slot = self.stats, self.gate, self.slot

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 import av
@@ -46,7 +46,7 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 SLICE_MAX_HEIGHT = 576
 """Decode with SLICE threads up to this many lines, FRAME threads above."""
-MAX_USB_INDEX = 4096
+MAX_USB_INDEX = 9999
 STREAM_OPTIONS = {"analyzeduration": "100000", "probesize": "500000"}
 RTSP_OPTIONS = {"rtsp_transport": "tcp", "rtsp_flags": "prefer_tcp"}
 _Y_FIRST = frozenset(
@@ -88,7 +88,7 @@ class Source:
     limited_range: bool = False
     """The luma is video range (16..235), not full range."""
 
-    def frames(self) -> Iterator[Decoded]:
+    def frames(self) -> Generator[Decoded, None, None]:
         raise NotImplementedError
 
     def bgr(self, handle: Any) -> np.ndarray:
@@ -128,7 +128,7 @@ class PyAVSource(Source):
             self.container.close()
             raise
 
-    def frames(self) -> Iterator[Decoded]:
+    def frames(self) -> Generator[Decoded, None, None]:
         last_frame = last_packet = time.monotonic()
         first = True
         try:
@@ -197,7 +197,7 @@ class OpenCVUSBSource(Source):
             self.cap.release()
             raise CaptureFailure(NOT_FOUND, f"no USB camera {index}")
 
-    def frames(self) -> Iterator[Decoded]:
+    def frames(self) -> Generator[Decoded, None, None]:
         while self.cap.grab():
             ok, image = self.cap.retrieve()
             if ok and image is not None:

@@ -2,7 +2,7 @@
 
 The capture rate is measured over a window of recent frames (:data:`FPS_WINDOW_S`), never from
 one interval: a burst of buffered frames right after connecting does not read as 100+ fps (for
-streams that carry timestamps the window spans at least their stream time), a stalled camera's
+streams that carry timestamps, the rate on their clock bounds it), a stalled camera's
 rate falls as its frames age out of the window, and a camera that is not ``up`` reports 0.
 
 Example:
@@ -10,7 +10,7 @@ Example:
     >>> st.set_state("up", "frames arriving")
     True
     >>> for i in range(10):  # ten buffered frames arrive within 9 ms, stamped 0.1 s apart
-    ...     st.count_frame(now=100.0 + i * 0.001, stream_time=i * 0.1)
+    ...     st.count_frame(now=100.0 + i * 0.001, stream_time=i * 0.1 if i else None)
     >>> round(st.fps_at(100.009), 1)
     10.0
     >>> st.set_state("down", "timeout"), st.fps_at(100.01)
@@ -107,11 +107,18 @@ class ReaderStats:
                 w.popleft()
             if self.state != "up" or len(w) < 2:
                 return 0.0
-            span = now - w[0][0]
-            s0, s1 = w[0][1], w[-1][1]
-            if s0 is not None and s1 is not None and 0 < s1 - s0 <= span + MAX_STREAM_LEAD_S:
-                span = max(span, s1 - s0)
-            return (len(w) - 1) / span if span > 0 else 0.0
+            wall = w[-1][0] - w[0][0]
+            # over the frames' own span while they keep coming; stretched by a stall, so it decays
+            span = max(wall, now - w[0][0] - wall / (len(w) - 1))
+            rate = (len(w) - 1) / span if span > 0 else 0.0
+            # frames that carry stream time: their rate on the stream's clock bounds a burst
+            first = next((i for i, (_, s) in enumerate(w) if s is not None), None)
+            last = w[-1][1]
+            if first is not None and last is not None and len(w) - first >= 2:
+                s_span = last - w[first][1]
+                if 0 < s_span <= now - w[first][0] + MAX_STREAM_LEAD_S:
+                    rate = min(rate, (len(w) - first - 1) / s_span)
+            return rate
 
     def snapshot(self) -> dict:
         """The counters as a dict of :class:`~trakr.types.CameraSnapshot` field names."""
