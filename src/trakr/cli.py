@@ -14,8 +14,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
@@ -25,6 +26,8 @@ from rich.table import Table
 from trakr.config import ConfigReport, Problem, SysConfig, load_config, parse_config, trigger_warnings
 from trakr.devtools.demo import default_config_raw
 from trakr.logs import redact, setup_logging
+from trakr.supervisor import supervise
+from trakr.types import PipelineSnapshot
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Camera-based site-safety analytics at the edge.")
 config_app = typer.Typer(no_args_is_help=True, help="Inspect and validate configs.")
@@ -32,6 +35,13 @@ app.add_typer(config_app, name="config")
 console = Console(emoji=False)
 err = Console(stderr=True, emoji=False, soft_wrap=True)
 log = logging.getLogger("trakr.cli")
+
+if TYPE_CHECKING:
+    from trakr.delivery.cloud import Cloud
+    from trakr.pipeline import Pipeline
+
+STATUS_INTERVAL_ENV = "TRAKR_STATUS_INTERVAL_S"
+"""Seconds between status lines of ``trakr run`` (default 60; tests set it lower)."""
 
 
 def _load(config: Optional[Path], sample_cameras: bool) -> ConfigReport:
@@ -57,6 +67,27 @@ def _print_problems(report: ConfigReport) -> None:
     for p in report.problems:
         style = "red" if p.severity == "error" else "yellow"
         err.print(f"[{style}]{p.severity}[/]: " + escape(redact(str(p)).removeprefix("warning: ")), highlight=False)
+
+
+def _refusal(report: ConfigReport, strict: bool) -> str | None:
+    """Why ``trakr run`` must not start with ``report``; ``None`` if it may (partial start)."""
+    if report.config is None or report.fatal:
+        return f"{len(report.errors)} config error(s)"
+    if strict and report.errors:
+        return f"{len(report.errors)} config error(s) (--strict)"
+    if not report.config.cameras and report.invalid_cameras:
+        return f"no valid camera ({len(report.invalid_cameras)} invalid, {len(report.errors)} config error(s))"
+    return None
+
+
+def _log_config_problems(report: ConfigReport) -> None:
+    """One log line per problem outside cameras, and one per camera left out."""
+    for p in report.problems:
+        if p.camera is None:
+            log.warning("config: %s", redact(str(p)))
+    for key in report.invalid_cameras:
+        details = "; ".join(p.detail() for p in report.problems if p.camera == key)
+        log.error("config: camera %s is invalid and was not started: %s", key, redact(details))
 
 
 def _camera_table(cfg: SysConfig) -> Table:
@@ -105,6 +136,12 @@ def config_check(
     _print_problems(report)
     if report.config is not None:
         console.print(_camera_table(report.config))
+    if report.invalid_cameras:
+        console.print(
+            f"{len(report.invalid_cameras)} invalid camera(s) left out (trakr run starts the others): "
+            + ", ".join(report.invalid_cameras),
+            highlight=False,
+        )
     n_err = len(report.errors)
     console.print(f"{n_err} error(s), {len(report.problems) - n_err} warning(s)")
     raise typer.Exit(1 if n_err or report.config is None else 0)
@@ -137,17 +174,33 @@ def run(
         max=1,
         help="1: fetch the config from cloud_status_ip at start and apply configs pushed while running; 0: local file only.",
     ),
+    strict: bool = typer.Option(
+        False, "--strict", help="Refuse to run if any camera is invalid (default: run the valid ones)."
+    ),
+    status_interval: float = typer.Option(
+        60.0,
+        "--status-interval",
+        hidden=True,
+        envvar=STATUS_INTERVAL_ENV,
+        min=0.05,
+        help="Seconds between status lines in the log.",
+    ),
 ) -> None:
-    """Run the pipeline until Ctrl-C / SIGTERM (or --duration); alerts land in the output directory."""
+    """Run the pipeline until Ctrl-C / SIGTERM (or --duration); alerts land in the output directory.
+
+    Cameras with config errors are left out and reported; the others run (exit 2 if none is
+    valid, if ``common``/``trakr`` are invalid, or with --strict on any error).
+    """
     if config is not None:  # local file (or its .last-good copy), updated from the cloud with --cloud_config 1
         from trakr.delivery.cloud import startup_config
 
         report = startup_config(config, bool(cloud_config), "sample_cameras" if sample_cameras else "cameras")
     else:
         report = _load(config, sample_cameras)
-    if not report.ok:
+    reason = _refusal(report, strict)
+    if reason is not None or report.config is None:
         _print_problems(report)
-        err.print(f"[red]refusing to run[/]: {len(report.errors)} config error(s)")
+        err.print(f"[red]refusing to run[/]: {reason}")
         raise typer.Exit(2)
     cfg = report.config
     if redis_url:
@@ -157,8 +210,7 @@ def run(
     out = Path(output or cfg.trakr.output.directory)
     out.mkdir(parents=True, exist_ok=True)
     setup_logging(log_level or cfg.common.logging_level, out / "trakr.log" if cfg.common.log_file_save else None)
-    for p in report.problems:
-        log.warning("config: %s", redact(str(p)))
+    _log_config_problems(report)
 
     from trakr.inference.factory import build_detector
     from trakr.pipeline import Pipeline
@@ -177,7 +229,7 @@ def run(
         start_metrics_server(cfg, metrics.registry, port=metrics_port)
     stop = threading.Event()
 
-    def _signal(signum, _frame):
+    def _signal(signum: int, _frame: object) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)
         stop.set()
 
@@ -193,14 +245,20 @@ def run(
     from trakr.service import ServiceNotifier
 
     notifier = ServiceNotifier(pipeline).start()  # systemd READY=1, WATCHDOG=1 while threads live; heartbeat
+    status_stop = threading.Event()
+    supervise(_status_logger(pipeline, link, status_stop, status_interval), "status", status_stop)
     try:
         stop.wait(duration)
     finally:
+        status_stop.set()
         notifier.stop()  # STOPPING=1 before the pipeline's threads end (no false "not alive")
         pipeline.stop()
         link.stop()
-    console.print(status_table(pipeline, time.monotonic() - t0))
-    console.print(f"{pipeline.stats.alerts} alert(s) written under {out}/alerts")
+    snap = pipeline.snapshot()
+    console.print(status_table(snap, time.monotonic() - t0))
+    if report.invalid_cameras:
+        console.print("not started (invalid config): camera " + ", ".join(report.invalid_cameras), highlight=False)
+    console.print(f"{snap.alerts} alert(s) written under {out}/alerts")
     ob = link.last_stats
     console.print(
         f"outbox: {ob['backlog']} message(s) pending, {ob['bytes'] / 1e6:.1f} MB; "
@@ -209,27 +267,66 @@ def run(
     )
 
 
-def status_table(pipeline, elapsed: float) -> Table:
-    """Per-camera summary: state, capture and analysed rates, gate pass rate, drops, alerts."""
+def status_table(snap: PipelineSnapshot, elapsed: float) -> Table:
+    """Per-camera summary from one snapshot: state, capture and analysed rates, gate pass rate,
+    drops, reconnects."""
+    elapsed = max(elapsed, 1e-9)
     t = Table(title=f"trakr after {elapsed:.0f}s")
     t.add_column("camera", no_wrap=True)
     for col in ("state", "fps in", "fps analysed", "gate pass", "drops", "reconn."):
         t.add_column(col, justify="right")
-    gate = pipeline.gate.stats
-    for cid, (cam, st) in sorted(pipeline.reader_stats().items()):
-        g = gate.get(cid)
-        analysed = pipeline.stats.analysed_per_camera.get(cid, 0)
-        slot = pipeline.batcher.slots.get(cid)
+    for cid, c in sorted(snap.cameras.items()):
         t.add_row(
-            cam.label,
-            st.state,
-            f"{st.frames_read / elapsed:.1f}",
-            f"{analysed / elapsed:.1f}",
-            f"{g.pass_rate:.0%}" if g else "-",
-            str(slot.dropped if slot else 0),
-            str(st.reconnects),
+            f"{cid}:{c.name}" if c.name else str(cid),
+            c.state if c.state == "up" or c.reason in ("", c.state) else f"{c.state} ({c.reason})",
+            f"{c.frames_read / elapsed:.1f}",
+            f"{c.frames_analysed / elapsed:.1f}",
+            f"{c.gate_passed / c.gate_seen:.0%}" if c.gate_seen else "-",
+            str(c.frames_dropped),
+            str(c.reconnects),
         )
     return t
+
+
+def status_line(snap: PipelineSnapshot, prev: PipelineSnapshot | None, backlog: int | None) -> str:
+    """The status line logged every minute: cameras up, analysed fps and alerts since ``prev``,
+    outbox backlog, and what is wrong (cameras not up, detector down, a dead thread)."""
+    dt = snap.at - prev.at if prev is not None else 0.0
+    fps = (snap.frames_analysed - prev.frames_analysed) / dt if prev is not None and dt > 0 else 0.0
+    new_alerts = snap.alerts - prev.alerts if prev is not None else snap.alerts
+    line = (
+        f"status: cameras {snap.cameras_up}/{len(snap.cameras)} up, analysed {fps:.1f} fps, "
+        f"alerts {snap.alerts} (+{new_alerts}), outbox backlog {'?' if backlog is None else backlog}"
+    )
+    not_up = [
+        f"{cid} {c.state}" + (f" ({c.reason})" if c.reason and c.reason != c.state else "")
+        for cid, c in sorted(snap.cameras.items())
+        if c.state != "up"
+    ]
+    if not_up:
+        line += "; not up: " + ", ".join(not_up[:10]) + (f" and {len(not_up) - 10} more" if len(not_up) > 10 else "")
+    if snap.detector_health == "down":
+        line += f"; detector {snap.detector} down"
+    if not snap.threads_alive:
+        line += "; a pipeline thread is not running"
+    return line
+
+
+def _status_logger(pipeline: Pipeline, link: Cloud, stop: threading.Event, interval: float) -> Callable[[], None]:
+    """A loop (for :func:`supervise`) that logs :func:`status_line` every ``interval`` seconds."""
+    prev: list[PipelineSnapshot] = [pipeline.snapshot()]
+
+    def loop() -> None:
+        while not stop.wait(interval):
+            snap = pipeline.snapshot()
+            try:
+                backlog: int | None = int(link.outbox.stats()["backlog"])
+            except Exception:  # the outbox is closing or its disk failed: say "?" rather than stop
+                backlog = None
+            log.info("%s", status_line(snap, prev[0], backlog))
+            prev[0] = snap
+
+    return loop
 
 
 @app.command()
