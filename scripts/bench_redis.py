@@ -18,9 +18,8 @@ cores: on 2 cores the 2-worker figure is bounded by the CPU, not by the protocol
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,12 +36,15 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from trakr.bench.machine import CpuMeter, load_1m  # noqa: E402
+from trakr.bench.results import MachineLoad  # noqa: E402
+from trakr.bench.sources import redis_server, worker_command  # noqa: E402
 from trakr.config import RedisOptions  # noqa: E402
-from trakr.inference.base import letterbox, letterbox_batch, postprocess  # noqa: E402
 from trakr.devtools.media import sample_clip_path  # noqa: E402
+from trakr.inference.base import letterbox, letterbox_batch, postprocess  # noqa: E402
 from trakr.inference.onnx import OnnxDetector  # noqa: E402
-from trakr.inference.redis_client import RedisDetector  # noqa: E402
 from trakr.inference.protocol import decode_frame, encode_frame  # noqa: E402
+from trakr.inference.redis_client import RedisDetector  # noqa: E402
 
 
 def clip_frames(n: int) -> list[np.ndarray]:
@@ -64,15 +66,15 @@ def ms(f, reps: int) -> float:
 
 
 def bench_encoding(frames: list[np.ndarray], sizes: list[int]) -> None:
-    print("\n## 1. frame encoding (mean over %d clip frames)" % len(frames))
+    print(f"\n## 1. frame encoding (mean over {len(frames)} clip frames)")
     print("| imgsz | encoding | bytes/frame | encode ms | decode ms |")
     print("|---|---|---|---|---|")
     for sz in sizes:
         boxed = [letterbox(f, sz)[0] for f in frames]
         for enc, q in (("raw", 0), ("jpeg", 80), ("jpeg", 90)):
             blobs = [encode_frame(b, enc, q) for b in boxed]
-            e = statistics.mean(ms(lambda b=b: encode_frame(b, enc, q), 5) for b in boxed)
-            d = statistics.mean(ms(lambda x=x: decode_frame(x, enc, (sz, sz)), 5) for x in blobs)
+            e = statistics.mean(ms(lambda b=b, enc=enc, q=q: encode_frame(b, enc, q), 5) for b in boxed)
+            d = statistics.mean(ms(lambda x=x, enc=enc, sz=sz: decode_frame(x, enc, (sz, sz)), 5) for x in blobs)
             name = enc if enc == "raw" else f"jpeg q{q}"
             print(f"| {sz} | {name} | {statistics.mean(map(len, blobs)) / 1024:.1f} KiB | {e:.2f} | {d:.2f} |")
 
@@ -86,35 +88,29 @@ def bench_nms(frames: list[np.ndarray], imgsz: int, threads: int) -> None:
     rows = statistics.mean(len(d) for d in dets) * 6 * 4
     nms = ms(lambda: postprocess(out, lbs, det.class_names, 0.35, 0.5), 20) / 4
     print(f"\n## 2. where NMS runs (imgsz {imgsz})")
-    print(f"raw model output {per_frame / 1024:.0f} KiB/frame vs NMS rows {rows:.0f} B/frame; "
-          f"decode+NMS costs {nms:.2f} ms/frame")
+    print(
+        f"raw model output {per_frame / 1024:.0f} KiB/frame vs NMS rows {rows:.0f} B/frame; "
+        f"decode+NMS costs {nms:.2f} ms/frame"
+    )
 
 
 class Rig:
-    def __init__(self, tmp: Path):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        exe = shutil.which("redis-server") or sys.exit("redis-server not on PATH")
-        self.redis = subprocess.Popen([exe, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-                                       "--appendonly", "no", "--dir", str(tmp)], stdout=subprocess.DEVNULL)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+    """A private redis-server (:func:`trakr.bench.sources.redis_server`) and the workers added to it."""
+
+    def __init__(self, stack: contextlib.ExitStack, tmp: Path):
+        self.url, self.redis = stack.enter_context(redis_server(tmp))
         self.workers: list[subprocess.Popen] = []
-        r = redis.Redis(port=self.port)
-        for _ in range(100):
-            try:
-                r.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                time.sleep(0.05)
+        stack.callback(self.close)
 
     def add_worker(self, imgsz: int, threads: int, batch: int) -> None:
         name = f"bench{len(self.workers)}"
-        self.workers.append(subprocess.Popen(
-            [sys.executable, "-m", "trakr.cli", "worker", "--redis", self.url, "--imgsz", str(imgsz), "--threads",
-             str(threads), "--batch", str(batch), "--name", name, "--log-level", "WARNING"],
-            env={**os.environ, "PYTHONPATH": str(ROOT / "src")}))
-        r = redis.Redis.from_url(self.url)
+        self.workers.append(
+            subprocess.Popen(
+                worker_command(self.url, imgsz, threads, name, batch),
+                env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+            )
+        )
+        r = redis.Redis.from_url(self.url, socket_timeout=5)
         for _ in range(300):
             try:
                 if name in {c["name"].decode() for c in r.xinfo_consumers("trakr:frames", "trakr-workers")}:
@@ -125,7 +121,7 @@ class Rig:
         raise RuntimeError("worker did not start")
 
     def close(self) -> None:
-        for p in [*self.workers, self.redis]:
+        for p in self.workers:
             p.kill()
             p.wait()
 
@@ -136,6 +132,7 @@ def bench_overhead(rig: Rig, frames, imgsz: int, threads: int, reps: int) -> Non
     print(f"\n## 3. round trip per batch of 4 at imgsz {imgsz}, {threads} ORT thread(s), one idle worker")
     print("| backend | median ms/batch | p90 |")
     print("|---|---|---|")
+
     def timed_ms(det) -> list[float]:
         for _ in range(3):  # warm-up
             det.detect(batch)
@@ -178,7 +175,7 @@ def throughput(rig: Rig, frames, imgsz: int, seconds: float, clients: int = 4) -
     def loop(k):
         i = k
         while time.monotonic() < stop:
-            det.detect(frames[i % 12:i % 12 + 4])
+            det.detect(frames[i % 12 : i % 12 + 4])
             done[k] += 4
             i += 1
 
@@ -206,32 +203,35 @@ def main() -> None:
     print(f"# trakr Redis backend bench: {os.cpu_count()} CPU(s), load average {load:.2f}, imgsz {a.imgsz}")
     bench_encoding(frames[::4], sorted({320, 416, 640, a.imgsz}))
     bench_nms(frames, a.imgsz, a.threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        rig = Rig(Path(tmp))
-        try:
-            rig.add_worker(a.imgsz, a.threads, 8)
-            bench_overhead(rig, frames, a.imgsz, a.threads, a.reps)
-            one = throughput(rig, frames, a.imgsz, a.seconds)
-            rig.add_worker(a.imgsz, a.threads, 8)
-            two = throughput(rig, frames, a.imgsz, a.seconds)
-            emb = OnnxDetector(imgsz=a.imgsz, threads=a.threads)
-            t0, n, c0 = time.monotonic(), 0, cpu_s([os.getpid()])
-            while time.monotonic() - t0 < a.seconds / 2:
-                emb.detect(frames[n % 12:n % 12 + 4])
-                n += 1
-            emb_fps = 4 * n / (time.monotonic() - t0)
-            emb_cpu = (cpu_s([os.getpid()]) - c0) * 1000 / (4 * n)
-        finally:
-            rig.close()
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        rig = Rig(stack, Path(tmp))
+        rig.add_worker(a.imgsz, a.threads, 8)
+        bench_overhead(rig, frames, a.imgsz, a.threads, a.reps)
+        meter = CpuMeter()  # this process and its children (redis-server, workers) vs everything else
+        one = throughput(rig, frames, a.imgsz, a.seconds)
+        rig.add_worker(a.imgsz, a.threads, 8)
+        two = throughput(rig, frames, a.imgsz, a.seconds)
+        emb = OnnxDetector(imgsz=a.imgsz, threads=a.threads)
+        t0, n, c0 = time.monotonic(), 0, cpu_s([os.getpid()])
+        while time.monotonic() - t0 < a.seconds / 2:
+            emb.detect(frames[n % 12 : n % 12 + 4])
+            n += 1
+        emb_fps = 4 * n / (time.monotonic() - t0)
+        emb_cpu = (cpu_s([os.getpid()]) - c0) * 1000 / (4 * n)
+        machine = MachineLoad.of(meter.read(), load, load_1m())
     print(f"\n## 4. throughput, batches of 4, 4 client threads, {a.seconds:g}s each, {a.threads} ORT thread(s)/worker")
     print(f"load average at start {load:.2f}, now {os.getloadavg()[0]:.2f}, on {os.cpu_count()} CPUs")
+    if not machine.quiet:
+        print(f"**warning: not a quiet machine: {machine.describe()}; these figures are not figures**")
     print("| backend | frames/s | CPU ms/frame (client + redis + workers) |")
     print("|---|---|---|")
     print(f"| embedded, 1 caller | {emb_fps:.1f} | {emb_cpu:.1f} |")
     print(f"| redis, 1 worker | {one[0]:.1f} | {one[1]:.1f} |")
     print(f"| redis, 2 workers | {two[0]:.1f} | {two[1]:.1f} |")
-    print(f"ratios from this run: 2 workers / 1 worker = {two[0] / one[0]:.2f}; 1 worker / embedded = "
-          f"{one[0] / emb_fps:.2f}; CPU per frame redis(1 worker) / embedded = {one[1] / emb_cpu:.2f}")
+    print(
+        f"ratios from this run: 2 workers / 1 worker = {two[0] / one[0]:.2f}; 1 worker / embedded = "
+        f"{one[0] / emb_fps:.2f}; CPU per frame redis(1 worker) / embedded = {one[1] / emb_cpu:.2f}"
+    )
 
 
 if __name__ == "__main__":

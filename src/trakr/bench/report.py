@@ -1,0 +1,272 @@
+"""What ``trakr bench`` prints: rich tables of a :class:`~trakr.bench.results.BenchResult`, and a plain
+warning line for every measurement taken while other work kept the machine busy.
+
+Example:
+    >>> reasons_text({"skipped": 30, "motion": 12, "keyframe": 2})
+    'motion 12, keyframe 2, skipped 30'
+    >>> fmt(None), fmt(0.25, "{:.0%}")
+    ('-', '25%')
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from trakr.bench.capture_check import CaptureCheck
+from trakr.bench.gate_check import GateCheck
+from trakr.bench.results import BenchResult, RawResult, RunResult
+
+REASON_ORDER = ("motion", "tracked", "keyframe", "ungated", "skipped")
+
+
+def fmt(x: float | None, spec: str = "{:.1f}") -> str:
+    return "-" if x is None else spec.format(x)
+
+
+def reasons_text(reasons: dict[str, int]) -> str:
+    """Gate decisions by reason, passing reasons first."""
+    order = [r for r in REASON_ORDER if r in reasons] + sorted(set(reasons) - set(REASON_ORDER))
+    return ", ".join(f"{r} {reasons[r]}" for r in order) or "-"
+
+
+def _table(title: str, columns: tuple[str, ...]) -> Table:
+    t = Table(title=title)
+    for col in columns:
+        t.add_column(col, justify="right")
+    return t
+
+
+def run_table(run: RunResult) -> Table:
+    """Per-camera detail of one trakr run."""
+    t = run.trakr
+    detector = f"{t.detector} {t.detector_precision}".strip()
+    tab = _table(
+        f"trakr, {run.cameras} camera(s), {t.window_s:.0f}s steady window "
+        f"(imgsz {t.imgsz}, batch {t.batch_size}, deadline {t.deadline_ms:g} ms, "
+        f"gate {'on' if t.gate else 'off'}, detector {detector})",
+        (
+            "camera",
+            "capture fps",
+            "analysed fps",
+            "gate pass",
+            "gate decisions",
+            "slot drops",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+        ),
+    )
+    for c in t.per_camera:
+        lat = c.latency_ms
+        tab.add_row(
+            str(c.camera),
+            fmt(c.capture_fps),
+            fmt(c.analysed_fps),
+            fmt(c.gate_pass_rate, "{:.0%}"),
+            reasons_text(c.gate_reasons),
+            str(c.dropped),
+            fmt(lat.p50, "{:.0f}"),
+            fmt(lat.p95, "{:.0f}"),
+            fmt(lat.p99, "{:.0f}"),
+        )
+    lat = t.latency_ms
+    tab.add_row(
+        "all",
+        fmt(t.capture_fps),
+        fmt(t.analysed_fps),
+        fmt(t.gate_pass_rate, "{:.0%}"),
+        reasons_text(t.gate_reasons),
+        str(t.dropped),
+        fmt(lat.p50, "{:.0f}"),
+        fmt(lat.p95, "{:.0f}"),
+        fmt(lat.p99, "{:.0f}"),
+        style="bold",
+    )
+    return tab
+
+
+def summary_table(result: BenchResult) -> Table:
+    summ = _table(
+        "trakr: " + ("scaling" if len(result.runs) > 1 else "summary"),
+        (
+            "cameras",
+            "capture fps",
+            "analysed fps",
+            "batch fill",
+            "model ms/frame",
+            "detector busy",
+            "p50 ms",
+            "p99 ms",
+            "CPU %",
+            "helpers CPU %",
+            "others CPU %",
+            "peak RSS MB",
+            "slot drops",
+        ),
+    )
+    for run in result.runs:
+        t = run.trakr
+        summ.add_row(
+            str(run.cameras),
+            fmt(t.capture_fps),
+            fmt(t.analysed_fps),
+            fmt(t.batch_fill, "{:.0%}"),
+            fmt(t.model_ms_per_frame),
+            fmt(t.detector_busy, "{:.0%}"),
+            fmt(t.latency_ms.p50, "{:.0f}"),
+            fmt(t.latency_ms.p99, "{:.0f}"),
+            fmt(t.cpu.process_cpu_percent, "{:.0f}"),
+            fmt(t.cpu.helper_cpu_percent, "{:.0f}"),
+            fmt(t.load.others_cpu_percent, "{:.0f}") + ("" if t.load.quiet else " (noisy)"),
+            fmt(t.rss_peak_mb, "{:.0f}"),
+            fmt(t.drop_rate, "{:.0%}"),
+        )
+    return summ
+
+
+def references_table(result: BenchResult) -> Table:
+    raw = result.raw
+    ref = _table(
+        "references: raw model" + (f" {raw.fps:.1f} fps at batch {raw.best_batch}" if raw else "") + ", naive loop",
+        (
+            "cameras",
+            "trakr fps",
+            "naive fps",
+            "naive p50 ms",
+            "naive p99 ms",
+            "trakr/raw",
+            "trakr/naive",
+            "p99 < bound",
+            "machine CPU %",
+        ),
+    )
+    for run in result.runs:
+        t, nv, r, lat = run.trakr, run.naive, run.ratios, run.targets.latency
+        ref.add_row(
+            str(run.cameras),
+            fmt(t.analysed_fps),
+            fmt(nv.analysed_fps if nv else None),
+            fmt(nv.latency_ms.p50 if nv else None, "{:.0f}"),
+            fmt(nv.latency_ms.p99 if nv else None, "{:.0f}"),
+            fmt(r.trakr_over_raw, "{:.2f}"),
+            fmt(r.trakr_over_naive, "{:.2f}"),
+            f"{lat.p99_ms:.0f} {'<' if lat.met else '>'} {lat.bound_ms:.0f}" if lat else "-",
+            fmt(t.cpu.machine_cpu_percent, "{:.0f}"),
+        )
+    return ref
+
+
+def raw_table(raw: RawResult) -> Table:
+    detector = f"{raw.detector} {raw.detector_precision}".strip()
+    rt = _table(
+        f"raw model throughput ({detector or 'detector'} alone, preloaded frames)", ("batch", "frames/s", "ms/batch")
+    )
+    for b, fps in raw.batch_fps.items():
+        rt.add_row(f"{b}" + (" (best)" if b == raw.best_batch else ""), f"{fps:.1f}", f"{raw.batch_ms[b]:.0f}")
+    if raw.infer_only_fps:
+        rt.add_row(f"{raw.best_batch} infer() only", f"{raw.infer_only_fps:.1f}", "")
+    return rt
+
+
+def gate_table(g: GateCheck) -> Table:
+    gt = _table(
+        f"gate check: {g.frames} frames x {g.cameras} camera(s) of {g.clip}",
+        (
+            "area threshold",
+            "frames analysed ungated",
+            "gated",
+            "skipped",
+            "alerts ungated",
+            "gated",
+            "person alerts ungated",
+            "person missed",
+            "all missed",
+            "target met",
+        ),
+    )
+    gt.add_row(
+        f"{g.gate_options['area_threshold']:g} (config)",
+        str(g.frames_analysed.ungated),
+        str(g.frames_analysed.gated),
+        fmt(g.skipped_fraction, "{:.0%}"),
+        str(g.alerts.ungated),
+        str(g.alerts.gated),
+        str(g.person_alerts.ungated),
+        str(g.person_alerts.missed),
+        str(len(g.missed)),
+        str(g.target_met),
+    )
+    for sw in g.sweep:
+        gt.add_row(
+            f"{sw.area_threshold:g}",
+            str(g.frames_analysed.ungated),
+            str(sw.frames_analysed),
+            fmt(sw.skipped_fraction, "{:.0%}"),
+            str(g.alerts.ungated),
+            str(sw.alerts),
+            str(g.person_alerts.ungated),
+            str(sw.person_missed),
+            str(sw.missed),
+            str(sw.target_met),
+        )
+    return gt
+
+
+def capture_table(c: CaptureCheck) -> Table:
+    ct = _table(
+        f"capture cost of one {c.resolution}/{c.fps} fps camera, CPU ms per frame",
+        (
+            "ffmpeg",
+            "ffmpeg -re",
+            "ffmpeg -re bgr24",
+            "OpenCV loop",
+            "OpenCV paced",
+            "trakr reader",
+            "reader / ffmpeg -re",
+            "reader / ffmpeg",
+            "target met",
+        ),
+    )
+    ct.add_row(
+        f"{c.ffmpeg_decode.ms_per_frame:.2f}",
+        f"{c.ffmpeg_decode_realtime.ms_per_frame:.2f}",
+        f"{c.ffmpeg_decode_realtime_bgr24.ms_per_frame:.2f}",
+        f"{c.opencv_read_loop.ms_per_frame:.2f}",
+        f"{c.opencv_read_loop_paced.ms_per_frame:.2f}",
+        f"{c.trakr_reader.ms_per_frame:.2f}",
+        f"{c.ratio_vs_ffmpeg_realtime:.2f}",
+        f"{c.ratio_vs_ffmpeg_unpaced:.2f}",
+        str(c.target_met),
+    )
+    return ct
+
+
+def noise_warnings(result: BenchResult) -> list[str]:
+    """One plain line per measurement taken while other processes used more than the quiet share."""
+    out = []
+    for run in result.runs:
+        for what, m in (("trakr", run.trakr), ("naive loop", run.naive)):
+            if m is not None and not m.load.quiet:
+                out.append(f"warning: {run.cameras} camera(s), {what}: not quiet: {m.load.describe()}")
+    if result.raw is not None and result.raw.load is not None and not result.raw.load.quiet:
+        out.append(f"warning: raw model: not quiet: {result.raw.load.describe()}")
+    if out:
+        out.append("warning: figures from a busy machine are not figures; rerun on a quiet one before publishing")
+    return out
+
+
+def tables(result: BenchResult) -> list[Any]:
+    """Everything to print, in order: per-run tables, summary, references, raw model, checks, warnings."""
+    out: list[Any] = [run_table(run) for run in result.runs]
+    out += [summary_table(result), references_table(result)]
+    if result.raw is not None:
+        out.append(raw_table(result.raw))
+    if result.gate_check is not None:
+        out.append(gate_table(result.gate_check))
+    if result.capture_check is not None:
+        out.append(capture_table(result.capture_check))
+    out += [Text(line, style="bold yellow") for line in noise_warnings(result)]
+    return out
