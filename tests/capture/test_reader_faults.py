@@ -2,6 +2,8 @@
 prompt, failures say why, a crash is logged, counted and retried, and nothing kills a reader."""
 
 import logging
+import os
+import signal
 import socket
 import threading
 import time
@@ -137,6 +139,7 @@ def test_failures_say_why_and_log_once_without_credentials(rtsp_server, http_401
         13: (http_401, "unauthorised"),
         14: (str(not_video), "not a video"),
         15: ("7", "not found"),  # a USB index with no camera behind it (OpenCV)
+        16: ("rtsp://camera.invalid/stream", "not found"),  # a host name that does not resolve
     }
     events = []
     caplog.set_level(logging.INFO, logger="trakr")
@@ -221,7 +224,7 @@ def test_absurd_settings_do_not_kill_a_reader(rtsp_server):
 
 
 def test_capture_fps_is_steady_after_connecting_and_zero_when_down(rtsp_server_fn):
-    r = _reader(41, rtsp_server_fn.url(2), limit=1)
+    r = _reader(41, rtsp_server_fn.url(2), limit=1, open_timeout_s=1.5, read_timeout_s=1.5)
     r.start()
     try:
         assert wait_until(lambda: r.stats.state == "up", 10)
@@ -231,10 +234,15 @@ def test_capture_fps_is_steady_after_connecting_and_zero_when_down(rtsp_server_f
             time.sleep(0.1)
         assert max(samples) <= 13.0, samples  # the clip is 10 fps: no spike
         assert samples[-1] > 5.0, samples
-        rtsp_server_fn.stop()
-        assert wait_until(lambda: r.stats.state == "down", 15)
-        assert r.stats.fps == 0.0 and r.snapshot_fields()["capture_fps"] == 0.0
-        assert r.stats.reason in ("refused", "stream ended", "timeout", "disconnected")
+        os.kill(rtsp_server_fn.pid, signal.SIGSTOP)  # the camera hangs mid-stream
+        try:
+            assert wait_until(lambda: r.stats.state == "down", 15)
+            assert r.stats.reason == "timeout"  # the read timeout, then opens that time out
+            assert r.stats.fps == 0.0 and r.snapshot_fields()["capture_fps"] == 0.0
+        finally:
+            os.kill(rtsp_server_fn.pid, signal.SIGCONT)
+        assert wait_until(lambda: r.stats.state == "up", 15)  # and it comes back by itself
+        assert r.stats.reconnects >= 1
     finally:
         r.stop()
 
