@@ -41,6 +41,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import redis
@@ -305,7 +306,9 @@ class RedisDetector(Detector):
                 encoded=blobs,
             )
             try:
-                entry_id = self._redis.xadd(o.frames_stream, fields, maxlen=o.frames_maxlen, approximate=True)
+                entry_id = self._redis.xadd(
+                    o.frames_stream, cast(dict[Any, Any], fields), maxlen=o.frames_maxlen, approximate=True
+                )
             except REDIS_ERRORS:
                 self.counters.redis_errors += 1
                 self._failure()
@@ -325,6 +328,7 @@ class RedisDetector(Detector):
                 self.counters.inflight -= 1
             self._slots.release()
         result = waiter.result
+        assert result is not None  # set before the event, or a timeout was raised above
         self._success()
         if result.status != "ok":
             self.counters.worker_errors += 1
@@ -395,7 +399,7 @@ class RedisDetector(Detector):
         delay = 0.1
         while not self._stop.is_set():
             try:
-                resp = self._reader.xread({self.reply_stream: last_id}, count=64, block=_BLOCK_MS)
+                resp: Any = self._reader.xread({self.reply_stream: last_id}, count=64, block=_BLOCK_MS)
                 if down_since is not None:
                     log.warning("redis result stream reachable again after %.1fs", time.monotonic() - down_since)
                     down_since, delay = None, 0.1

@@ -15,14 +15,17 @@ unserved. Lost connections (Redis restarted) are retried with backoff; a missing
 is recreated. ``delay_ms`` adds a sleep before every model run: it exists only to simulate a slow
 worker in tests and benchmarks.
 
+The model runs on any in-process backend (``backend``: ``onnxruntime``, ``openvino`` or ``auto``,
+see :mod:`trakr.inference.factory`); ONNX Runtime takes ``providers`` (CUDA, TensorRT with
+``onnxruntime-gpu``; a missing one falls back with a warning naming it).
+
 Example (needs Redis)::
 
-    Worker("redis://localhost:6379/0", batch=8, providers=["CUDAExecutionProvider"]).run()
+    Worker("redis://localhost:6379/0", batch=8, backend="onnxruntime", providers=["CUDAExecutionProvider"]).run()
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -31,12 +34,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import redis
 
 from trakr.config import RedisOptions
-from trakr.inference.base import Letterbox, postprocess, to_tensor
+from trakr.inference.base import InputBuffer, model_file, model_id, postprocess
 from trakr.inference.protocol import (
     DET_COLUMNS,
     ProtocolError,
@@ -64,15 +68,6 @@ class WorkerStats:
     infer_s: float = 0.0
 
 
-def model_id(path: Path) -> str:
-    """First 12 hex digits of the model file's SHA-256 (results name the model that made them)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:12]
-
-
 class Worker:
     """Serves requests from the frames stream until :meth:`stop`."""
 
@@ -85,19 +80,24 @@ class Worker:
         batch: int = 8,
         providers: list[str] | None = None,
         threads: int = 0,
+        backend: str = "onnxruntime",
+        precision: str = "auto",
         options: RedisOptions | None = None,
         name: str | None = None,
         delay_ms: float = 0.0,
         block_ms: int = 1000,
     ):
-        from trakr.inference.onnx import OnnxDetector, default_model_path
+        from trakr.inference.factory import build_local_detector
 
         self.options = o = options or RedisOptions()
         self.url, self.batch, self.delay_ms, self.block_ms = url, max(1, batch), delay_ms, block_ms
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
-        path = Path(model_path) if model_path else default_model_path()
-        self.model = OnnxDetector(path, imgsz=imgsz, threads=threads, providers=providers)
+        path = model_file(model_path)
+        self.model = build_local_detector(
+            backend, path, imgsz=imgsz, threads=threads, providers=providers, precision=precision
+        )
         self.model_id = model_id(path)
+        self._inputs: dict[int, InputBuffer] = {}
         self.stats = WorkerStats()
         self.redis = redis.Redis.from_url(
             url,
@@ -111,14 +111,14 @@ class Worker:
         self._next_claim = 0.0
         self._claim_cursor = "0-0"
         self._next_cleanup = 0.0
-        self.model.infer(to_tensor([np.full((self.model.imgsz, self.model.imgsz, 3), 114, np.uint8)]))  # warm up
+        self.model.detect([np.full((self.model.imgsz, self.model.imgsz, 3), 114, np.uint8)])  # warm up
         log.info(
-            "worker %s: model %s (%s, %d classes), providers %s, batch %d, stream %s group %s",
+            "worker %s: model %s (%s, %d classes), %s, batch %d, stream %s group %s",
             self.name,
             path.name,
             self.model_id,
             len(self.model.class_names),
-            self.model.session.get_providers(),
+            self.model.describe(),
             self.batch,
             o.frames_stream,
             o.group,
@@ -190,7 +190,7 @@ class Worker:
                 self._next_cleanup = now + 60
                 self._forget_dead_consumers()
         if len(entries) < self.batch:
-            resp = self.redis.xreadgroup(
+            resp: Any = self.redis.xreadgroup(
                 o.group,
                 self.name,
                 {o.frames_stream: ">"},
@@ -276,15 +276,22 @@ class Worker:
 
     def _run_chunk(self, chunk: list[tuple[str, Request]]) -> None:
         frames = [f for _, req in chunk for f in req.frames]
+        h, w = chunk[0][1].size  # one size per chunk (see serve)
+        size = max(h, w)
+        buffer = self._inputs.get(size)
+        if buffer is None:
+            buffer = self._inputs[size] = InputBuffer()
         try:
             if self.delay_ms:
                 time.sleep(self.delay_ms / 1000)
             t0 = time.perf_counter()
-            outs = []
+            outs, boxes = [], []
             for i in range(0, len(frames), self.batch):
-                outs.append(self.model.infer(to_tensor(frames[i : i + self.batch])))
+                tensor, lbs = buffer.fill(frames[i : i + self.batch], size)  # squares: a copy, no resize
+                outs.append(self.model.infer(tensor))
+                boxes += lbs
                 self.stats.runs += 1
-            output = np.concatenate(outs)
+            output = outs[0] if len(outs) == 1 else np.concatenate(outs)
             infer_s = time.perf_counter() - t0
         except Exception as e:
             log.exception("model run failed")
@@ -298,12 +305,10 @@ class Worker:
         k = 0
         for entry_id, req in chunk:
             n = len(req.frames)
-            h, w = req.size
-            ident = [Letterbox(1.0, (0.0, 0.0), (w, h))] * n
-            dets = postprocess(output[k : k + n], ident, self.model.class_names, req.confidence, req.iou)
+            dets = postprocess(output[k : k + n], boxes[k : k + n], self.model.class_names, req.confidence, req.iou)
             k += n
             rows = [
-                np.column_stack([d.xyxy, d.confidence, d.class_id]).astype(np.float32)
+                np.column_stack([d.xyxy, d.confidence, d.class_id]).astype(np.float32)  # type: ignore[list-item]
                 if len(d)
                 else np.zeros((0, DET_COLUMNS), np.float32)
                 for d in dets

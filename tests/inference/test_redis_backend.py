@@ -33,7 +33,7 @@ from trakr.inference.protocol import ProtocolError, decode_request, decode_resul
 from trakr.inference.redis_client import RedisDetector, RemoteDetectorError, with_redis_backend
 
 IMGSZ = 320
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -119,6 +119,8 @@ class Workers:
             "8",
             "--name",
             name,
+            "--backend",
+            "onnxruntime",  # the tests compare with the embedded onnxruntime model exactly
             *extra,
         ]
         proc = subprocess.Popen(
@@ -221,7 +223,7 @@ def test_run_redis_option_switches_the_backend():
     cfg = parse_config({"common": {}, "cameras": []}).config
     red = with_redis_backend(cfg, "redis://h:1/0")
     assert (red.trakr.detector.backend, red.trakr.redis.url) == ("redis", "redis://h:1/0")
-    assert cfg.trakr.detector.backend == "onnx"
+    assert cfg.trakr.detector.backend == "auto"  # the default: the fastest in-process backend
 
 
 def test_worker_merges_clients_batches_skips_expired_and_answers_bad_requests(redis_server, clip_frames):
