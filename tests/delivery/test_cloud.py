@@ -258,3 +258,37 @@ def test_reconcile_on_a_site_without_image_store_queues_nothing_twice(
     finally:
         again.stop(drain_s=0)
     assert not fake.received("upload") and not fake.received("telemetry", tok["roi"])
+
+
+def test_an_alert_queued_behind_600_low_priority_messages_is_sent_next(
+    fake, tmp_path, cloud_raw, config_of, make_alert, tok
+):
+    """Issue 'Months unattended' item 4: a sender thread kept a channel until it was empty, so an
+    alert queued after 300 training uploads and 300 health reports waited behind all 600."""
+    raw = cloud_raw()
+    raw["common"]["train_url"] = ""  # training: uploads only
+    cloud = Cloud(config_of(raw), tmp_path)
+    jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 80, np.uint8))[1].tobytes()
+    for i in range(300):
+        image = tmp_path / "training" / f"t{i:03d}.jpg"
+        image.parent.mkdir(exist_ok=True)
+        image.write_bytes(jpeg)
+        cloud.enqueue_training("training", image, {"camera_id": 1, "captured_at": time.time(), "labels": ""})
+        cloud.health.queue({"event": "status", "i": i})
+    assert cloud.outbox.stats()["backlog_by_category"] == {"training": 300, "health": 300}
+    cloud.start()
+    try:
+        assert fake.wait_for(lambda: len(fake.received()) >= 20, 10, 0.005)  # both senders busy
+        queued_at = len(fake.received(ok_only=False))
+        alert = make_alert(0)
+        cloud.enqueue_alert(alert, tmp_path)
+        assert fake.wait_for(lambda: fake.telemetry_values(tok["alert"]), 10, 0.005)
+        arrivals = fake.received(ok_only=False)
+        at = next(i for i, r in enumerate(arrivals) if r.token == tok["alert"])
+        behind = at - queued_at  # messages that reached the cloud after the alert was queued
+        assert behind <= 2 * cloud.sender.workers, f"the alert waited behind {behind} messages"
+        assert fake.wait_for(lambda: cloud.outbox.stats()["backlog"] == 0, 30)  # the rest follows
+    finally:
+        cloud.stop()
+    assert len(fake.received("upload")) == 300
+    print(f"\nalert sent after {behind} of the 600 low-priority messages queued before it")

@@ -71,3 +71,26 @@ def test_disk_bound_drops_training_first_then_oldest_alerts(tmp_path):
     assert st["dropped.training"] == 5
     assert list(box.files.iterdir()) == []  # files of dropped messages are gone
     assert not box.put("huge", "tb:alert", "alert", {"x": "y" * 30_000})  # larger than the bound
+
+
+def test_disk_bound_counts_the_write_ahead_log(tmp_path):
+    """Issue 'Months unattended' item 5b: SQLite's -wal file grew to megabytes beside a bound of
+    kilobytes, uncounted. Now it is counted, and emptied before any message is dropped for it."""
+    bound = 100_000
+    box = Outbox(tmp_path, max_bytes=bound)
+    wal = tmp_path / "outbox.db-wal"
+    largest = 0
+    for i in range(150):  # a day of traffic through a small outbox: queued, then sent
+        assert _alert(box, i, pad=500)
+        box.done(box.head("tb:alert"), "sent")
+        largest = max(largest, wal.stat().st_size)
+        st = box.stats()
+        assert st["wal_bytes"] == wal.stat().st_size and st["bytes"] >= st["wal_bytes"]
+        assert st["bytes"] <= bound, (i, st)
+    assert largest <= bound
+    assert not any(k.startswith("dropped.") for k in box.stats())  # room came from the log, not from alerts
+    for i in range(150, 250):  # a backlog beyond the bound: the log still fits beside it
+        _alert(box, i, pad=1000)
+    st = box.stats()
+    assert wal.stat().st_size + sum(m.size for m in box.pending()) <= bound
+    assert st["dropped.alert"] > 0 and box.outcome("alert:249") == "pending"

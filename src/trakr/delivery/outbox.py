@@ -63,7 +63,7 @@ RANK = {"training": 0, "health": 1, "speaker": 2, "alert_image": 3, "roi": 4, "c
 """Drop order when the disk bound is reached: lowest rank first (unknown categories rank 1)."""
 ROW_OVERHEAD = 512
 """Bytes counted per row on top of its payload and file (index, page slack)."""
-WAL_SHARE = 16
+WAL_SHARE = 4
 """The write-ahead log is checkpointed once it holds about 1/WAL_SHARE of the bound (1000 pages at most)."""
 
 _SCHEMA = """
@@ -397,12 +397,17 @@ class Outbox:
             log.warning("outbox: %s %s (%s): %s", outcome, msg.key, msg.channel, redact(detail))
 
     def failed(self, msg: Message, error: str) -> None:
-        """Record a failed attempt (the message stays first in its channel)."""
+        """Record a failed attempt (the message stays first in its channel). Only a diagnostic:
+        not fsynced, so that a long outage's retries do not each cost a disk flush."""
         with self._lock:
-            self._db.execute(
-                "UPDATE messages SET attempts = attempts + 1, last_error = ? WHERE id = ?",
-                (redact(error)[:500], msg.id),
-            )
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                self._db.execute(
+                    "UPDATE messages SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                    (redact(error)[:500], msg.id),
+                )
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
             self._keep_bound()
 
     def outcome(self, key: str) -> str | None:
