@@ -31,16 +31,28 @@ scalars = (
 json_values = st.recursive(
     scalars,
     lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5),
-    max_leaves=30,
+    max_leaves=20,
 )
+values = st.one_of(scalars, scalars, json_values)
+"""A field value: mostly a scalar of any type, sometimes any JSON."""
+number = st.integers(-5, 5000) | st.floats(allow_nan=True, allow_infinity=True)
 points = st.lists(
     st.one_of(
-        st.text(max_size=12),
-        st.tuples(st.floats(), st.floats()).map(list),
-        st.builds(lambda x, y: f"{x},{y}", st.floats(), st.floats()),
-        json_values,
+        st.builds(lambda x, y: f"{x},{y}", number, number),
+        st.lists(number | st.booleans(), min_size=1, max_size=3),
+        number,
+        st.booleans(),
+        values,
     ),
     max_size=6,
+)
+"""Polygon points: "x,y" strings, [x, y] pairs, and the wrong shapes (numbers, booleans, nests)."""
+addresses = (
+    st.sampled_from(["0", "rtsp://10.0.0.5/x", "rtsp://u:p@h/x", "/nonexistent.mp4", "", " "])
+    | st.text(max_size=20)
+    | st.builds(lambda n: "9" * n, st.integers(1, 400))
+    | st.builds(lambda n: "a" * n, st.integers(250, 3000))
+    | values
 )
 
 
@@ -48,29 +60,32 @@ def _fields_of(model) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
 
 
-def _section(model, overrides: dict | None = None) -> st.SearchStrategy:
-    """A dict with a random subset of ``model``'s fields, each with a random value."""
-    keys = _fields_of(model)
-    value_for = {k: json_values for k in keys} | (overrides or {})
-    return st.fixed_dictionaries({}, optional={k: value_for[k] for k in keys})
+def _section(model, overrides: dict | None = None, required: tuple = ()) -> st.SearchStrategy:
+    """A dict with ``required`` and a random subset of ``model``'s other fields, random values."""
+    value_for = {k: values for k in _fields_of(model)} | (overrides or {})
+    return st.fixed_dictionaries(
+        {k: value_for[k] for k in required}, optional={k: v for k, v in value_for.items() if k not in required}
+    )
 
 
 camera = _section(
     CameraConfig,
     {
-        "CameraId": st.integers(min_value=-2, max_value=5) | json_values,
-        "ROI": points | json_values,
+        "CameraId": st.integers(min_value=-2, max_value=5) | values,
+        "Address": addresses,
+        "ROI": points | values,
         "points": points,
         "roi_config": st.dictionaries(
-            st.text(max_size=5), st.fixed_dictionaries({}, optional={"points": points, "detections": json_values})
+            st.text(max_size=5), st.fixed_dictionaries({}, optional={"points": points, "detections": values})
         )
-        | json_values,
+        | values,
     },
+    required=("CameraId", "Address"),
 )
 trakr_section = st.fixed_dictionaries(
     {},
     optional={
-        name: _section(f.annotation) | json_values
+        name: _section(f.annotation) | values
         for name, f in TrakrOptions.model_fields.items()
         if hasattr(f.annotation, "model_fields")
     },
@@ -78,9 +93,9 @@ trakr_section = st.fixed_dictionaries(
 configs = st.fixed_dictionaries(
     {},
     optional={
-        "common": _section(CommonConfig) | json_values,
-        "cameras": st.lists(camera | json_values, max_size=4) | json_values,
-        "trakr": trakr_section | json_values,
+        "common": st.one_of(_section(CommonConfig), _section(CommonConfig), values),
+        "cameras": st.one_of(st.lists(camera, min_size=1, max_size=4), st.lists(camera | values, max_size=4), values),
+        "trakr": st.one_of(trakr_section, trakr_section, values),
     },
 )
 
