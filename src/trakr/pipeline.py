@@ -141,6 +141,8 @@ class Pipeline:
     MAX_PENDING_ALERTS = 500
     """Alerts kept in memory while the output directory cannot be written; the oldest go first."""
     DISK_RETRY_S = 2.0
+    STOP_BUDGET_S = 4.0
+    """:meth:`stop` returns within about this long, whatever the cameras do."""
 
     def __init__(
         self,
@@ -326,8 +328,6 @@ class Pipeline:
 
     def snapshot(self) -> PipelineSnapshot:
         """One consistent, typed view of the pipeline for every observer."""
-        gate_stats = self.gate.stats
-        slots = self.batcher.slots
         with self.stats.lock:
             st = self.stats
             analysed = dict(st.analysed_per_camera)
@@ -335,27 +335,11 @@ class Pipeline:
             pending = st.alerts_pending_disk
         cams: dict[int, CameraSnapshot] = {}
         for cid, entry in sorted(self.cameras().items()):
-            rs = entry.reader.stats
-            gs = gate_stats.get(cid)
-            slot = slots.get(cid)
-            up = rs.state == "up"
             cams[cid] = CameraSnapshot(
                 camera_id=cid,
                 name=entry.cam.name,
-                state=rs.state,
-                reason=getattr(rs, "reason", ""),
-                capture_fps=rs.fps if up else 0.0,
-                frames_read=rs.frames_read,
-                frames_published=rs.frames_published,
-                frames_dropped=slot.dropped if slot is not None else 0,
-                gate_seen=gs.seen if gs is not None else 0,
-                gate_passed=gs.passed if gs is not None else 0,
-                gate_reasons=dict(getattr(gs, "reasons", {}) or {}),
                 frames_analysed=analysed.get(cid, 0),
-                reconnects=rs.reconnects,
-                failures=rs.failures,
-                last_frame_at=rs.last_frame_at,
-                last_error=getattr(rs, "last_error", ""),
+                **entry.reader.snapshot_fields(),
             )
         det = self.detector
         return PipelineSnapshot(
@@ -392,10 +376,16 @@ class Pipeline:
         for r in readers:
             r.request_stop()
         self.batcher.close()
+        deadline = time.monotonic() + self.STOP_BUDGET_S  # systemd/docker kill after 10 s: stop well before
         for t in self._threads:
-            t.join(timeout=30)
-        for r in readers:
-            r.stop(timeout=10)
+            t.join(timeout=max(0.1, deadline - time.monotonic()))
+        for r in readers:  # a reader stuck in an open is a daemon thread: left to its own timeout
+            r.stop(timeout=max(0.1, deadline - time.monotonic()))
+        if self._pending_alerts:
+            self._retry_disk_at = 0.0
+            self._retry_pending_alerts()
+            if self._pending_alerts:
+                log.error("%d alert(s) could not be written before stopping", len(self._pending_alerts))
         if self.detector is not None:
             self.detector.close()
         if self.janitor is not None:
