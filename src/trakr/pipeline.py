@@ -205,7 +205,7 @@ class Pipeline:
             cam,
             slot,
             c.trakr.capture,
-            sample_period_s=c.cam_delay(cam),
+            sample_period_s=cam.cam_delay or 0.0,
             not_reachable_limit=c.common.cam_not_reachable_limit,
             alive_limit_s=c.common.cam_alive_limit,
             on_health=self._on_health,
@@ -259,7 +259,7 @@ class Pipeline:
                     self._add_camera(cam)
                 elif (
                     entry.cam.address != cam.address
-                    or new.cam_delay(cam) != entry.reader.sample_period_s
+                    or (cam.cam_delay or 0.0) != entry.reader.sample_period_s
                     or entry.reader.options != t.capture
                 ):
                     self._remove_camera(cid)  # the stream or how it is read changed: reopen it
@@ -407,7 +407,7 @@ class Pipeline:
     # -- inference -----------------------------------------------------------------------------
     def _model_input(self, frame: Frame, entry: _Camera | None) -> tuple[np.ndarray, tuple[int, int]]:
         """The image the model sees: the camera polygon's bounding box when ROI_crop_en is on."""
-        if entry is None or not self.config.cam_flag(entry.cam, "roi_crop_en") or not entry.cam.polygon:
+        if entry is None or not entry.cam.roi_crop_en or not entry.cam.polygon:
             return frame.image, (0, 0)
         poly = scale_polygon(entry.cam.polygon, frame.size)
         x0, y0 = np.clip(poly.min(axis=0), 0, None)
@@ -500,10 +500,10 @@ class Pipeline:
                 log.exception("output failed for camera %s", job.camera.camera_id)
 
     def _write(self, job: AnalysedFrame) -> None:
-        cam, c = job.camera, self.config
+        cam = job.camera
         for alert in job.alerts:
             v = next(v for v in job.violations if v.roi == alert.roi and v.violation == alert.violation)
-            image = job.frame.image if c.cam_flag(cam, "sav_vio_img") else None
+            image = job.frame.image if cam.sav_vio_img else None
             self._store_alert(PendingAlert(alert, image, v.detections, job.polygons, cam.label))
         try:
             self._save_all(job)
@@ -583,9 +583,9 @@ class Pipeline:
             + f"-{int(job.frame.captured_at * 1000) % 1000:03d}"
         )
         wanted = []
-        if c.cam_flag(cam, "save_all_inp_img"):
+        if cam.save_all_inp_img:
             wanted.append(("inputs", lambda: job.frame.image))
-        if c.cam_flag(cam, "save_all_detection") and len(job.detections):
+        if cam.save_all_detection and len(job.detections):
             wanted.append(("detections", lambda: annotate(job.frame.image, job.detections, job.polygons)))
         for kind, render in wanted:
             if job.frame.captured_at - entry.last_saved.get(kind, 0.0) < interval:
