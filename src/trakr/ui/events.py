@@ -27,6 +27,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,8 +187,12 @@ class EventIndex:
                 raise
 
     def sink(self, alert: Alert, output_dir: Path) -> None:
-        """Pipeline alert sink: index the alert just stored."""
-        self.add([alert])
+        """Pipeline alert sink: index the alert just stored (a failure is logged; the next
+        :meth:`sync` indexes it from its record)."""
+        try:
+            self.add([alert])
+        except sqlite3.Error as e:
+            log.warning("console: could not index alert %s (%s); it is indexed at the next sync", alert.alert_id, e)
 
     def sync(self) -> int:
         """Bring the index in line with the records on disk; returns rows added or removed.
@@ -220,7 +225,9 @@ class EventIndex:
         with self._lock:
             indexed = {r[0] for r in self._db.execute("SELECT record_path FROM events WHERE day = ?", (day,))}
         new = []
-        for rel in sorted(on_disk - indexed):
+        for i, rel in enumerate(sorted(on_disk - indexed), 1):
+            if i % 200 == 0:
+                time.sleep(0.01)  # a first sync of a big archive must not starve the pipeline
             try:
                 alert = Alert.from_json(json.loads((self.output_dir / rel).read_text()))
                 alert.record_path = rel  # where it is, whatever the record says

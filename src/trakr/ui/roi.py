@@ -25,6 +25,7 @@ import copy
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -146,6 +147,25 @@ def _check_zone(where: str, field_name: str, z: ZoneEdit) -> list[Problem]:
     return []
 
 
+def _same_points(old: Any, new: list[tuple[float, float]] | None, tol: float = 5e-5) -> bool:
+    """True when the file's ``old`` normalised points are ``new`` (as the editor rounds them).
+
+    >>> _same_points(["0.08435952663421631,0.8030841026777102", "0,0", "1,1"], [(0.08436, 0.80308), (0, 0), (1, 1)])
+    True
+    >>> _same_points(["10,20", "30,40", "50,60"], [(10, 20), (30, 40), (50, 60)])  # pixels: rewritten
+    False
+    """
+    if not isinstance(old, list) or not new or len(old) != len(new):
+        return False
+    try:
+        arr = np.array([[float(v) for v in str(p).split(",")] for p in old])
+    except ValueError:
+        return False
+    if arr.shape != (len(new), 2) or arr.max() > 1.0:
+        return False
+    return bool(np.abs(arr - np.asarray(new, dtype=float)).max() <= tol)
+
+
 def _triggers(ts: list[str]) -> str:
     return ":".join(t.strip() for t in ts if t.strip())
 
@@ -179,13 +199,12 @@ def apply_edit(raw: dict, camera_id: int, edit: RoiEdit, camera_list: str = "cam
     if problems:
         return new, problems
     # camera-wide polygon: write where the file keeps it (points wins over ROI, as in the loader)
-    pts = point_strings(edit.camera.points) if edit.camera.points else "NA"
     has = [k for k in ("points", "ROI") if cam.get(k) not in (None, "NA", "Na", "", [])]
-    if pts == "NA":
+    if not edit.camera.points:
         for k in has:
             cam[k] = "NA"
-    else:
-        cam[has[0] if has else "points"] = pts
+    elif not _same_points(cam.get(has[0] if has else "points"), edit.camera.points):
+        cam[has[0] if has else "points"] = point_strings(edit.camera.points)
     if edit.camera.triggers or "Detection" in cam:
         cam["Detection"] = _triggers(edit.camera.triggers) or "NA"
     # named ROIs, in the file's nesting style (the legacy doubly nested one when new)
@@ -197,7 +216,8 @@ def apply_edit(raw: dict, camera_id: int, edit: RoiEdit, camera_list: str = "cam
     for z in edit.rois:
         name = (z.name or "").strip()
         entry = dict(old.get(name) or {}) if isinstance(old.get(name), dict) else {}
-        entry["points"] = point_strings(z.points) if z.points else "NA"
+        if not _same_points(entry.get("points"), z.points):  # untouched polygons keep their text
+            entry["points"] = point_strings(z.points) if z.points else "NA"
         if z.speaker_ip is not None or "speaker_ip" in entry:
             entry["speaker_ip"] = (z.speaker_ip or "").strip() or "NA"
         entry["detections"] = _triggers(z.triggers) or "NA"

@@ -135,6 +135,7 @@ class ConsoleState:
         """Every configured camera: state, rates, latest frame, and zone problems."""
         snap = snap or self.pipeline.snapshot()
         now = time.time()
+        self.previewer.forget({c.camera_id for c in self.config.cameras})  # cameras removed live
         out = []
         for cam in self.config.cameras:
             cs = snap.cameras.get(cam.camera_id)
