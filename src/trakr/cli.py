@@ -108,7 +108,7 @@ def _camera_table(cfg: SysConfig) -> Table:
             str(cam.camera_id),
             cam.name,
             redact(cam.address),
-            f"{cfg.cam_delay(cam):g}",
+            f"{cam.cam_delay:g}",
             (":".join(cam.detection) or "-") + area,
             rois,
             f"{alerts}, pause {cam.alert_time_pause:g}s",
