@@ -205,7 +205,7 @@ def test_outbox_is_reused_across_restarts(tmp_path, fake, cloud_raw, config_of, 
     fake.refuse()
     cloud = Cloud(cfg, tmp_path)
     cloud.enqueue_alert(make_alert(0), tmp_path)
-    cloud.stop()
+    cloud.stop(drain_s=0)  # never started: nothing to wait for
     assert Outbox(tmp_path / "outbox").stats()["backlog"] == 1
 
 

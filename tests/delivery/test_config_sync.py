@@ -8,10 +8,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from trakr.delivery.cloud import attach, startup_config
+import pytest
+
+from trakr.delivery.cloud import Cloud, attach, startup_config
 
 HERE = Path(__file__).resolve().parent
 SRC = str(HERE.parent.parent / "src")
@@ -184,3 +188,140 @@ def test_trakr_run_cloud_config_fetches_and_delivers(fake, tmp_path, sample_clip
     assert any(r.kind == "updates" for r in fake.requests)  # the long-poll ran
     for token in tok.values():
         assert token not in proc.stdout + proc.stderr
+
+
+def _bad_values(raw: dict) -> dict[str, object]:
+    """Config values a cloud may hold that must be rejected, never crash trakr."""
+    roi_numbers = json.loads(json.dumps(raw))
+    roi_numbers["common"]["config_version"] = "9"
+    roi_numbers["cameras"][0]["roi_config"] = {"roi_config": {"dock": {"points": [0.1, 0.2, 0.3]}}}
+    invalid = json.loads(json.dumps(raw))
+    invalid["common"]["config_version"] = "9"
+    invalid["cameras"][0]["CamDelay"] = -5
+    return {
+        "invalid": invalid,
+        "cameras_5": {"common": dict(raw["common"], config_version="9"), "cameras": 5},
+        "roi_points_as_numbers": roi_numbers,
+        "nested_100000_deep": '{"common": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        "a_list": [1, 2, 3],
+        "plain_text": "sysconfig goes here",
+    }
+
+
+BAD = ["invalid", "cameras_5", "roi_points_as_numbers", "nested_100000_deep", "a_list", "plain_text"]
+
+
+def _rejections(fake, token: str) -> list[dict]:
+    return [r.body for r in fake.received("attributes", token) if r.body.get("config_status") == "rejected"]
+
+
+@pytest.mark.parametrize("bad", BAD)
+def test_bad_cloud_config_at_start_is_rejected_once_and_the_local_one_used(fake, tmp_path, cloud_raw, tok, bad):
+    """Issue 'Months unattended' items 3 and 5d: such values made startup exit with a traceback,
+    or were 'unavailable' and never reported; and each start and poll reported them again."""
+    path = tmp_path / "sysconfig.json"
+    local = cloud_raw(version="1", cloud={"long_poll_s": 0.3, "config_refresh_s": 0.1, "http_timeout_s": 3})
+    path.write_text(json.dumps(local))
+    fake.set_shared(tok["attr"], "sysconfig", _bad_values(local)[bad])
+    for _ in range(2):  # a box that restarts
+        rep = startup_config(path, cloud_config=True)
+        assert rep.ok and rep.config.common.config_version == "1"
+        assert any(p.where == "cloud" and "rejected" in p.message for p in rep.problems), rep.problems
+    assert len(_rejections(fake, tok["attr"])) == 1
+    assert json.loads(path.read_text()) == local  # the local file is untouched
+    cloud = Cloud(rep.config, tmp_path / "out", config_path=path, cloud_config=True)
+    cloud.start()
+    try:  # the long-poll reads the same value again and again: nothing new to report
+        assert fake.wait_for(lambda: len(fake.received("shared_get", tok["attr"])) >= 5, 10)
+    finally:
+        cloud.stop()
+    assert len(_rejections(fake, tok["attr"])) == 1
+    assert cloud.config_sync.rejected == 0 and cloud.config_sync.applied == 0
+
+
+@pytest.mark.parametrize("bad", BAD)
+def test_bad_push_while_running_is_rejected_once_not_retried_for_ever(fake, tmp_path, cloud_raw, config_of, tok, bad):
+    path = tmp_path / "sysconfig.json"
+    local = cloud_raw(version="1", cloud={"long_poll_s": 0.3, "config_refresh_s": 0.1, "http_timeout_s": 3})
+    path.write_text(json.dumps(local))
+    applied = []
+    cloud = Cloud(config_of(local), tmp_path / "out", config_path=path, cloud_config=True, on_config=applied.append)
+    cloud.start()
+    try:
+        assert fake.wait_for(lambda: fake.waiting.get(tok["attr"], 0) >= 1, 5)
+        fake.set_shared(tok["attr"], "sysconfig", _bad_values(local)[bad])
+        assert fake.wait_for(lambda: _rejections(fake, tok["attr"]), 10)
+        fetched = len(fake.received("shared_get", tok["attr"]))
+        assert fake.wait_for(lambda: len(fake.received("shared_get", tok["attr"])) >= fetched + 4, 10)
+    finally:
+        cloud.stop()
+    assert len(_rejections(fake, tok["attr"])) == 1 and cloud.config_sync.rejected == 1
+    assert not applied and cloud.config.common.config_version == "1"
+    assert json.loads(path.read_text()) == local
+
+
+class _DeepAnswer(BaseHTTPRequestHandler):
+    """Shared attributes whose JSON is nested 100 000 deep (valid JSON no parser should recurse into)."""
+
+    protocol_version = "HTTP/1.1"
+    posted: list[dict] = []
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        body = b'{"shared": {"sysconfig": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        self.posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_cloud_answer_nested_100000_deep_is_rejected_once_at_start(tmp_path, cloud_raw):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _DeepAnswer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        local = cloud_raw(version="1")
+        local["common"]["cloud_status_ip"] = f"http://127.0.0.1:{server.server_address[1]}/api/v1/DEEPtok/attributes"
+        path = tmp_path / "sysconfig.json"
+        path.write_text(json.dumps(local))
+        for _ in range(2):
+            rep = startup_config(path, cloud_config=True)
+            assert rep.ok and rep.config.common.config_version == "1"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [p["config_status"] for p in _DeepAnswer.posted] == ["rejected"]
+    assert "nested too deeply" in _DeepAnswer.posted[0]["config_errors"]
+
+
+def test_trakr_run_starts_with_the_local_config_when_the_cloud_one_is_unusable(
+    fake, tmp_path, sample_clip, cloud_raw, tok
+):
+    """The real ``trakr run --cloud_config 1`` with ROI points given as numbers in the cloud."""
+    cams = [{"CameraId": 3, "CamName": "street", "Address": str(sample_clip), "Detection": "person", "CamDelay": 0.5}]
+    local = cloud_raw(version="1", cameras=cams, detector={"imgsz": 320, "threads": 1}, cloud={"long_poll_s": 1})
+    local["common"]["enableTraining"] = False
+    path = tmp_path / "sysconfig.json"
+    path.write_text(json.dumps(local))
+    fake.set_shared(tok["attr"], "sysconfig", _bad_values(local)["roi_points_as_numbers"])
+    proc = subprocess.run(
+        [sys.executable, "-m", "trakr.cli", "run", "--config", str(path), "--cloud_config", "1"]
+        + ["--duration", "3", "--output", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env={**os.environ, "PYTHONPATH": SRC},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert json.loads(path.read_text()) == local
+    assert len(_rejections(fake, tok["attr"])) == 1
+    assert fake.telemetry_values(tok["alert"])  # it ran: the local config's camera raised alerts
