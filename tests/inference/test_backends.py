@@ -137,9 +137,16 @@ def test_auto_measures_once_caches_and_remeasures_for_another_model(tmp_path, mo
     assert "measured at imgsz 320" in caplog.text and f"detector backend auto: {det.backend}" in caplog.text
     assert len(det.detect([np.zeros((240, 320, 3), np.uint8)])) == 1
 
+    # a choice measured on a quiet machine is reused as it is...
+    path.write_text(json.dumps({key: {**entry, "load_1min": 0.5}}))
     caplog.clear()
     again = build_local_detector("auto", imgsz=320, threads=2)
     assert again.backend == det.backend and "cached choice" in caplog.text and "measured at" not in caplog.text
+    # ...one measured on an overloaded machine is provisional: measured again
+    path.write_text(json.dumps({key: {**entry, "load_1min": 99.0}}))
+    caplog.clear()
+    build_local_detector("auto", imgsz=320, threads=2)
+    assert "measured at imgsz 320" in caplog.text and json.loads(path.read_text())[key]["load_1min"] != 99.0
 
     # another model file (same weights, other metadata) has another hash: measured again
     model = onnx.load(str(default_model_path()))

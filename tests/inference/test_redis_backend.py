@@ -303,6 +303,26 @@ def test_two_workers_give_the_embedded_detections(redis_server, workers, clip_fr
 # --------------------------------------------------------------------------- faults
 
 
+def test_an_openvino_worker_gives_the_embedded_detections(redis_server, workers, clip_frames, embedded):
+    url = redis_server.url(6)
+    workers.start(url, "ov", "--backend", "openvino", "--precision", "fp32")
+    workers.wait_ready(url, ["ov"])
+    det = _detector(url, encoding="raw")
+    try:
+        remote = det.detect(clip_frames[:8])
+    finally:
+        det.close()
+    assert "openvino" in workers.log("ov") and "fp32" in workers.log("ov")  # the start line says what runs
+    n_boxes = 0
+    for r, e in zip(remote, embedded.detect(clip_frames[:8])):  # same model, same input, same precision
+        assert len(r) == len(e)
+        o_r, o_e = np.lexsort(r.xyxy.T), np.lexsort(e.xyxy.T)
+        assert np.abs(r.xyxy[o_r] - e.xyxy[o_e]).max(initial=0) < 1.0
+        assert list(r.data["class_name"][o_r]) == list(e.data["class_name"][o_e])
+        n_boxes += len(r)
+    assert n_boxes > 20 and det.counters.by_worker == {"ov": 1}
+
+
 def test_worker_killed_mid_batch_is_reclaimed_and_answered_once(redis_server, workers, clip_frames):
     url = redis_server.url(2)
     for n in ("k1", "k2"):  # slow workers, so that a kill lands inside a batch
@@ -455,7 +475,7 @@ def test_overload_one_slow_worker_bounded_inflight_drops_counted(redis_server, w
         readers = sum(st.frames_read for _, st in p.reader_stats().values())
     finally:
         p.stop()
-    assert det.stats.max_inflight_seen <= 2 and xlen_max <= 2
+    assert det.counters.max_inflight_seen <= 2 and xlen_max <= 2
     assert det.counters.timeouts == 0 and det.counters.results >= 10
     assert readers > 3 * p.stats.frames_analysed  # the cameras outran the worker...
     assert drops > readers / 2  # ...and the surplus was dropped at the slots, counted

@@ -7,7 +7,8 @@ The one with the lowest median wins; the others are closed. The choice and the f
 logged and cached in ``backend-choice.json`` under ``$TRAKR_CACHE`` (default ``~/.cache/trakr``),
 keyed by the model file's hash, the settings and the machine (CPU model, core count, package
 versions), so a later start reuses it at once and a new model, CPU or package version measures
-again. A backend that fails to load is logged and left out.
+again. A choice measured while the machine was overloaded (1-min load above its core count) is
+provisional: the next start measures again. A backend that fails to load is logged and left out.
 
 Example:
     >>> key = choice_key("0123abcd", imgsz=416, threads=2, providers=None, precision="auto")
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 CACHE_FILE = "backend-choice.json"
 WARMUP_RUNS = 2
-TIMED_RUNS = 7
+TIMED_RUNS = 11
 
 
 def cache_path() -> Path:
@@ -159,7 +160,8 @@ def build_fastest(
     key = choice_key(model_id(path), imgsz, threads, providers, precision)
     cache = cache_path()
     cached = _read_cache(cache).get(key)
-    if isinstance(cached, dict) and cached.get("backend") in candidates:
+    overloaded = isinstance(cached, dict) and float(cached.get("load_1min") or 0) > (os.cpu_count() or 1)
+    if isinstance(cached, dict) and cached.get("backend") in candidates and not overloaded:
         try:
             det = _build(cached["backend"], args)
         except Exception as e:  # the package broke since: measure again

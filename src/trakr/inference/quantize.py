@@ -7,8 +7,9 @@ objects. So the command measures what it loses before it writes anything:
    third one is held out, the rest calibrate;
 2. ``onnxruntime.quantization.quantize_static`` writes a QDQ model (weights INT8 per channel,
    activations UINT8, MinMax ranges from the calibration frames). The decode head (the Detect
-   module's box decoding: DFL, anchors, strides, sigmoid, concat) stays FP32, as its coordinate
-   arithmetic does not survive 8 bits;
+   module's last convolution of each branch, whose outputs are the box distributions and class
+   logits, and the decoding: DFL, anchors, strides, sigmoid, concat) stays FP32, as its
+   coordinate arithmetic does not survive 8 bits;
 3. the FP32 and the INT8 model run on the held-out frames; :func:`agreement` is the share of the
    FP32 boxes that the INT8 model finds too (same class, IoU >= 0.5), per class and overall;
 4. below ``min_recall`` (95 % by default) overall or for any class with at least
@@ -107,11 +108,16 @@ def decode_head_nodes(model) -> list[str]:
     modules = [m for n in nodes if (m := re.match(r"/model\.(\d+)/", n.name))]
     if modules:
         head = f"/model.{max(int(m.group(1)) for m in modules)}/"
-        return [
-            n.name
+        decode = [
+            n
             for n in nodes
             if n.name.startswith(head) and not n.name.startswith((head + "cv2", head + "cv3", head + "one2one"))
         ]
+        # the last convolution of each branch too: its output (box distribution and class logits)
+        # goes to the decoder in FP32 instead of through an 8-bit quantize/dequantize pair
+        feeding = {i for n in decode for i in n.input}
+        last = [n for n in nodes if n.name.startswith(head) and n.op_type == "Conv" and set(n.output) & feeding]
+        return list(dict.fromkeys(n.name for n in decode + last))
     producer = {o: n for n in nodes for o in n.output}
     out, stack = set(), [o.name for o in model.graph.output]
     while stack:
