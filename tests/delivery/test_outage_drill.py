@@ -22,7 +22,7 @@ def test_week_long_outage_compressed_then_a_bad_token_then_everything_delivered(
 ):
     t0 = time.monotonic()
     raw = cloud_raw(
-        outbox={"workers": 2},
+        outbox={"workers": 4},  # one per channel: with retries of 2 ms, alerts' retries would fill 2
         cloud={"health_interval_s": 0.2, "http_timeout_s": 3},
     )
     raw["trakr"]["outbox"].update(retry_min_s=0.0005, retry_max_s=0.002)  # an hour of backoff in ms

@@ -94,3 +94,13 @@ def test_disk_bound_counts_the_write_ahead_log(tmp_path):
     st = box.stats()
     assert wal.stat().st_size + sum(m.size for m in box.pending()) <= bound
     assert st["dropped.alert"] > 0 and box.outcome("alert:249") == "pending"
+
+
+def test_an_unreadable_row_is_rejected_instead_of_blocking_its_channel(tmp_path):
+    box = Outbox(tmp_path)
+    for i in range(3):
+        _alert(box, i)
+    with box._lock:  # a damaged database: one payload is no longer JSON
+        box._db.execute("UPDATE messages SET payload = '{broken' WHERE key = 'alert:0'")
+    assert box.head("tb:alert").key == "alert:1"
+    assert box.outcome("alert:0") == "rejected" and box.stats()["rejected.alert"] == 1

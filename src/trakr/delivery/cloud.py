@@ -18,6 +18,16 @@ store), :mod:`~trakr.delivery.sender` (delivery by priority), :mod:`~trakr.deliv
 (HTTP/MQTT), :mod:`~trakr.delivery.speaker`, :mod:`~trakr.delivery.training`,
 :mod:`~trakr.delivery.health` and :mod:`~trakr.delivery.config_sync`. :meth:`Cloud.deliver` maps a
 channel to its transport, with the URL taken from the config of the moment.
+
+Example:
+    >>> import tempfile
+    >>> from trakr.config import parse_config
+    >>> cfg = parse_config({"common": {"alert_url": "http://127.0.0.1:9/api/v1/T/telemetry"}, "cameras": []}).config
+    >>> link = Cloud(cfg, tempfile.mkdtemp())
+    >>> link.enqueue_alert(Alert("a1", 1, "gate", None, "person", 0.0, 0.1, "", [], (64, 48)), link.output_dir)
+    >>> link.stats()["backlog_by_category"], link.stats()["blocked_channels"]
+    ({'alert': 1}, {})
+    >>> link.stop(drain_s=0)
 """
 
 from __future__ import annotations
@@ -114,6 +124,7 @@ class Cloud:
         """Use ``new`` for everything sent from now on (URLs are resolved at send time), and retry
         waiting channels at once: the new config may carry the token they were waiting for."""
         self.config = new
+        self.http.timeout_s = new.trakr.cloud.http_timeout_s
         self.sender.retry_max_s = new.trakr.outbox.retry_max_s
         self.sender.retry_min_s = new.trakr.outbox.retry_min_s
         self.sender.max_age_s["speaker"] = new.trakr.outbox.speaker_max_age_s

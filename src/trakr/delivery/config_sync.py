@@ -315,6 +315,7 @@ class ConfigSync:
         while not self._stop.is_set():
             cfg = self.get_config()
             url, key = cfg.common.cloud_status_ip, cfg.trakr.cloud.config_key
+            self.http.timeout_s = cfg.trakr.cloud.http_timeout_s
             if not url:
                 self._stop.wait(30)
                 continue

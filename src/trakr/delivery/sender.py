@@ -4,9 +4,10 @@ Every pending channel of the :class:`~trakr.delivery.outbox.Outbox` is a *lane*.
 picks the lane that is due and has the highest :data:`PRIORITY` (alerts first, training last;
 the least recently served lane among equals), sends that lane's oldest message, and goes back to
 picking: no thread keeps a channel until it is empty, so an alert queued behind hundreds of
-training uploads is the next message sent. Lanes whose last try failed come after the lanes that
-deliver, in turn: their retry is a probe, and a dead destination must not starve a live one. One
-lane is served by one thread at a time, so each channel stays in order.
+training uploads is the next message sent. A lane that failed is not due until its backoff
+expires, and meanwhile the other lanes are served; when it is due, its retry goes first if its
+priority is higher (after an outage alerts are retried, and sent, first). One lane is served by
+one thread at a time, so each channel stays in order.
 
 A failed send backs the lane off (:func:`trakr.supervisor.backoff_delay`: ``retry_min_s * 2**(n-1)``
 capped at ``retry_max_s``, never overflowing however long the outage; jittered between half and
@@ -179,7 +180,7 @@ class Sender:
                 for ch, category in self.outbox.channels().items():
                     self._lane(ch, category)
                     self._active.add(ch)
-            best: tuple[int, int, float, str] | None = None
+            best: tuple[int, float, str] | None = None
             wait = self._refresh_at - now
             for ch in self._active:
                 lane = self._lanes[ch]
@@ -188,13 +189,12 @@ class Sender:
                 if lane.next_at > now:
                     wait = min(wait, lane.next_at - now)
                     continue
-                # lanes that deliver: by priority; failing lanes (a retry is only a probe): in turn
-                rank = (1, 0, lane.served_at, ch) if lane.failures else (0, lane.priority, lane.served_at, ch)
+                rank = (lane.priority, lane.served_at, ch)
                 if best is None or rank < best:
                     best = rank
             if best is not None:
-                self._lanes[best[3]].busy = True
-                return best[3]
+                self._lanes[best[2]].busy = True
+                return best[2]
             if not block:
                 return None
             self._cond.wait(max(0.001, wait))
