@@ -208,3 +208,22 @@ def test_vet_push_merges_allowed_options_over_local():
 
 def _queued(cloud: Cloud) -> list:
     return cloud.outbox.pending()
+
+
+def test_push_with_one_invalid_camera_applies_the_valid_ones_and_reports_the_other(fake, tmp_path):
+    marker = tmp_path / "tts.log"
+    raw = base_raw(fake, tmp_path, marker)
+    pushed = json.loads(json.dumps(raw))
+    pushed["common"]["config_version"] = "2"
+    pushed["cameras"].append({"CameraId": 2, "Address": "0", "CamDelay": -3})
+    applied = []
+    cloud = Cloud(parse_config(raw).config, tmp_path / "out", cloud_config=True, on_config=applied.append)
+    try:
+        cloud.config_sync.raw = raw
+        assert cloud.config_sync.offer(pushed) is True
+        assert [c.camera_id for c in applied[0].cameras] == [1]
+        status = [m for m in _queued(cloud) if m.channel == "attr"][-1].payload["attributes"]
+        assert status["config_status"] == "applied" and "camera 2 left out" in status["config_errors"]
+        assert "CamDelay" in status["config_errors"]
+    finally:
+        cloud.outbox.close()

@@ -133,7 +133,7 @@ def check_cloud_value(
         if refusals:
             return raw or pushed, None, refusals
         report = parse_config(raw, camera_list=camera_list)
-        if not report.ok or report.config is None:
+        if not report.runnable or report.config is None:  # invalid cameras alone are left out, as locally
             return raw, None, [redact(str(p)) for p in report.errors] or ["no usable config"]
         return raw, report, []
     except ValueError as e:
@@ -159,9 +159,9 @@ def startup_config(path: str | Path, cloud_config: bool = False, camera_list: st
     report = load_config(path, camera_list=camera_list)
     notes: list[Problem] = []
     loaded_from = path
-    if not report.ok and last_good_path(path).exists():
+    if not report.runnable and last_good_path(path).exists():
         fallback = load_config(last_good_path(path), camera_list=camera_list)
-        if fallback.ok:
+        if fallback.runnable:
             notes.append(
                 Problem(
                     "file",
@@ -173,7 +173,7 @@ def startup_config(path: str | Path, cloud_config: bool = False, camera_list: st
             )
             report, loaded_from = fallback, last_good_path(path)
     cfg = report.config
-    if not cloud_config or cfg is None or not report.ok:
+    if not cloud_config or cfg is None or not report.runnable:
         report.problems += notes
         return report
     url = cfg.common.cloud_status_ip
@@ -372,6 +372,7 @@ class ConfigSync:
             _write_rejected(self.config_path, None)
         log.info("config %s from the cloud (%s) applied: %d camera(s)", version, source, len(new.cameras))
         notes = [f"{k}: takes effect after a restart" for k in later] if isinstance(later, list) else []
+        notes += [f"camera {cid} left out: " + "; ".join(lines) for cid, lines in report.invalid_cameras.items()]
         self.report("applied", version, notes)
         return True
 
