@@ -117,6 +117,7 @@ def test_outbox_metrics_from_any_stats_provider():
                 "oldest_age_s": 5.0,
                 "sent.alert": 7,
                 "dropped.training": 2,
+                "blocked_channels": {"tb:alert": 401},
             }
 
     m = PipelineMetrics(Pipeline(cfg), process=False)
@@ -130,3 +131,4 @@ def test_outbox_metrics_from_any_stats_provider():
     assert _value(samples, "trakr_outbox_backlog_total_messages") == 3
     assert _value(samples, "trakr_outbox_sent_total", category="alert") == 7
     assert _value(samples, "trakr_outbox_dropped_total", category="training") == 2
+    assert _value(samples, "trakr_outbox_channel_blocked", channel="tb:alert") == 401

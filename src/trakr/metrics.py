@@ -296,6 +296,14 @@ class PipelineMetrics(Collector):
         yield GaugeMetricFamily(
             "trakr_outbox_oldest_age_seconds", "Age of the oldest waiting message.", value=s.get("oldest_age_s", 0.0)
         )
+        blocked = GaugeMetricFamily(
+            "trakr_outbox_channel_blocked",
+            "HTTP status of a channel the cloud refuses (401/403/404).",
+            labels=["channel"],
+        )
+        for channel, status in sorted((s.get("blocked_channels") or {}).items()):
+            blocked.add_metric([channel], status)
+        yield blocked
         for prefix in ("sent", "dropped"):
             fam = CounterMetricFamily(f"trakr_outbox_{prefix}", f"Messages {prefix}, by category.", labels=["category"])
             for k, v in sorted(s.items()):
