@@ -54,6 +54,7 @@ from pydantic import (
 )
 
 from trakr.logs import redact
+from trakr.rules.options import Calibration, DwellRule, EventOptions, LineRule, OccupancyRule
 
 MAX_TIMEOUT_S = 600.0
 """Largest accepted timeout of one external call (open, read, HTTP, Redis...)."""
@@ -268,6 +269,13 @@ class CameraConfig(_Legacy):
         100.0, gt=0, le=1e6, description="Social distancing: max |dy| in px for a violating pair."
     )
     roi_config: dict[str, RoiConfig] = Field(default_factory=dict, description="Named ROIs.")
+    lines: dict[str, LineRule] = Field(default_factory=dict, description="Counting lines (docs/events.md).")
+    dwell: dict[str, DwellRule] = Field(default_factory=dict, description="Loitering: N s inside an ROI.")
+    occupancy: dict[str, OccupancyRule] = Field(default_factory=dict, description="More than N objects in an ROI.")
+    calibration: Calibration | None = Field(None, description="Ground plane: 4 image points and their metres.")
+    sd_min_m: float | None = Field(
+        None, gt=0, le=1000, description="Social distancing in metres (with calibration); else the pixel limits."
+    )
 
     @field_validator("roi_config", mode="before")
     @classmethod
@@ -583,6 +591,7 @@ class TrakrOptions(_Options):
     speaker: SpeakerOptions = Field(default_factory=SpeakerOptions, description="Speakers.")
     redis: RedisOptions = Field(default_factory=RedisOptions, description="Redis inference backend.")
     metrics: MetricsOptions = Field(default_factory=MetricsOptions, description="Prometheus metrics.")
+    events: EventOptions = Field(default_factory=EventOptions, description="Tracking and events.")
 
 
 # --------------------------------------------------------------------------- whole file
