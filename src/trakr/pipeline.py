@@ -35,10 +35,11 @@ from trakr.capture.batcher import Batcher
 from trakr.capture.gate import ChangeGate
 from trakr.capture.reader import CameraReader
 from trakr.config import CameraConfig, SysConfig
-from trakr.evidence import AlertStore, annotate, bytes_written, encode_jpeg, objects_of, write_atomic
+from trakr.evidence import AlertStore, annotate, bytes_written, encode_jpeg, objects_of, save_event, write_atomic
 from trakr.inference.base import Detector
 from trakr.logs import redact
 from trakr.retention import RetentionJanitor
+from trakr.rules.events import CameraEvents, alert_for
 from trakr.rules.policy import AlertPolicy
 from trakr.rules.zones import CameraRules, scale_polygon
 from trakr.supervisor import restarts, supervise
@@ -54,6 +55,7 @@ from trakr.types import (
     HealthSink,
     PipelineSnapshot,
     ResultSink,
+    Violation,
 )
 
 log = logging.getLogger(__name__)
@@ -130,9 +132,12 @@ class PendingAlert:
 class _Camera:
     """Everything the pipeline keeps per camera."""
 
-    def __init__(self, cam: CameraConfig, reader: CameraReader, rules: CameraRules):
-        self.cam, self.reader, self.rules = cam, reader, rules
+    def __init__(self, cam: CameraConfig, reader: CameraReader, rules: CameraRules, events: CameraEvents | None = None):
+        self.cam, self.reader, self.rules, self.events = cam, reader, rules, events
         self.last_saved: dict[str, float] = {}
+        self.events_lock = threading.Lock()
+        """Tracking needs frames in capture-time order: one inference thread at a time per camera."""
+        self.last_tracked_at = float("-inf")
 
 
 class Pipeline:
@@ -212,7 +217,19 @@ class Pipeline:
             gate=self.gate,
         )
         self._set_policy(cam)
-        return _Camera(cam, reader, CameraRules(cam, roi_enabled=c.common.roi_en))
+        return _Camera(cam, reader, CameraRules(cam, roi_enabled=c.common.roi_en), self._make_events(cam))
+
+    def _make_events(self, cam: CameraConfig) -> CameraEvents | None:
+        """The camera's tracker and event engine (``None`` with ``trakr.events.enabled`` off: legacy per-frame policy)."""
+        c = self.config
+        if not c.trakr.events.enabled:
+            return None
+        return CameraEvents(
+            cam,
+            c.trakr.events,
+            roi_enabled=c.common.roi_en,
+            alerts_enabled=bool(c.common.enable_alert and cam.alert_en),
+        )
 
     def _set_policy(self, cam: CameraConfig) -> None:
         self.policy.pause_s[cam.camera_id] = cam.alert_time_pause
@@ -265,8 +282,10 @@ class Pipeline:
                     self._remove_camera(cid)  # the stream or how it is read changed: reopen it
                     self._add_camera(cam)
                 else:  # rules, ROIs or policy only: keep the stream open
-                    entry.cam = cam
-                    entry.rules = CameraRules(cam, roi_enabled=new.common.roi_en)
+                    with entry.events_lock:  # new ROIs and rules: tracks and events start over
+                        entry.cam = cam
+                        entry.rules = CameraRules(cam, roi_enabled=new.common.roi_en)
+                        entry.events = self._make_events(cam)
                     self._set_policy(cam)
         if restart:
             log.warning("config applied; these options take effect after a restart: %s", ", ".join(restart))
@@ -454,12 +473,50 @@ class Pipeline:
 
     def _judge(self, frame: Frame, entry: _Camera, dets: sv.Detections, done: float) -> None:
         cam = entry.cam
-        violations = entry.rules.evaluate(frame.size, dets)
-        alerts = []
-        for v in violations:
+        records: list = []
+        if entry.events is not None:
+            dets, violations, alerts, records = self._judge_events(frame, entry, dets, done)
+        else:
+            violations, alerts = self._judge_frame(frame, entry, dets, done)
+        job = AnalysedFrame(frame, cam, dets, violations, alerts, entry.rules.polygons(frame.size), done, records)
+        if alerts or records or self._out.qsize() < 64:
+            self._out.put(job)
+        else:
+            self.stats.add("output_skipped")
+
+    def _judge_events(
+        self, frame: Frame, entry: _Camera, dets: sv.Detections, done: float
+    ) -> tuple[sv.Detections, list[Violation], list[Alert], list]:
+        """Track, update events; an alert per event start (``violations[i]`` belongs to ``alerts[i]``)."""
+        events = entry.events
+        assert events is not None
+        with entry.events_lock:
+            if frame.captured_at < entry.last_tracked_at:  # a late batch of another thread: too old to track
+                return dets, [], [], []
+            entry.last_tracked_at = frame.captured_at
+            fe = events.update(frame.captured_at, frame.size, dets, frame.image)
+        if fe.watching:  # keep looking at a tracked object where a rule applies, whatever the motion says
+            self.gate.force_until(entry.cam.camera_id, frame.captured_at + max(self.config.trakr.events.grace_s, 1.0))
+        violations, alerts, records = [], [], []
+        for u in fe.updates:
+            if u.kind == "end":
+                records.append(u.record)
+                continue
+            alerts.append(alert_for(u, entry.cam, self.config.recommendation(u.violation.violation), frame.size, done))
+            violations.append(u.violation)
+        return fe.detections, violations, alerts, records
+
+    def _judge_frame(
+        self, frame: Frame, entry: _Camera, dets: sv.Detections, done: float
+    ) -> tuple[list[Violation], list[Alert]]:
+        """Legacy per-frame rules and timer policy (``trakr.events.enabled: false``)."""
+        cam = entry.cam
+        alerted, alerts = [], []
+        for v in entry.rules.evaluate(frame.size, dets):
             if self.policy.allow(v, frame.captured_at):
                 roi = cam.roi_config.get(v.roi) if v.roi else None
                 speaker = roi.speaker_ip if roi and roi.speaker_ip else cam.speaker
+                alerted.append(v)
                 alerts.append(
                     Alert(
                         alert_id=AlertStore.new_id(),
@@ -475,11 +532,7 @@ class Pipeline:
                         speaker=speaker,
                     )
                 )
-        job = AnalysedFrame(frame, cam, dets, violations, alerts, entry.rules.polygons(frame.size), done)
-        if alerts or self._out.qsize() < 64:
-            self._out.put(job)
-        else:
-            self.stats.add("output_skipped")
+        return alerted, alerts
 
     # -- output --------------------------------------------------------------------------------
     def _output_loop(self) -> None:
@@ -501,14 +554,15 @@ class Pipeline:
 
     def _write(self, job: AnalysedFrame) -> None:
         cam = job.camera
-        for alert in job.alerts:
-            v = next(v for v in job.violations if v.roi == alert.roi and v.violation == alert.violation)
+        for alert, v in zip(job.alerts, job.violations):
             image = job.frame.image if cam.sav_vio_img else None
             self._store_alert(PendingAlert(alert, image, v.detections, job.polygons, cam.label))
         try:
             self._save_all(job)
+            for record in job.events:
+                save_event(self.output_dir, record, job.polygons, self.config.trakr.output.jpeg_quality)
         except OSError as e:
-            self._disk_error("save_all images", e)
+            self._disk_error("save_all images and event records", e)
         _notify(self.result_sinks, job, "result")
 
     def _store_alert(self, p: PendingAlert) -> bool:

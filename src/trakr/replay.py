@@ -26,7 +26,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -37,11 +36,11 @@ import numpy as np
 from trakr.capture.gate import SKIPPED, ChangeGate
 from trakr.capture.sources import open_source
 from trakr.config import CameraConfig, SysConfig, load_config
-from trakr.evidence import AlertStore, annotate, encode_jpeg, objects_of, safe_name, write_atomic
+from trakr.evidence import AlertStore, save_event
 from trakr.inference.base import Detector
-from trakr.rules.events import CameraEvents, EventRecord, EventUpdate
+from trakr.rules.events import CameraEvents, EventRecord, EventUpdate, alert_for
 from trakr.rules.zones import scale_polygon
-from trakr.types import Alert, local_day
+from trakr.types import Alert
 
 log = logging.getLogger(__name__)
 
@@ -64,25 +63,6 @@ class ReplayResult:
     output_dir: Path
     counts: dict[str, int] = field(default_factory=dict)
     """Events, alerts and why events were not alerted (``pause``, ``cap``, ``disabled``)."""
-
-
-def save_event(output_dir: Path, record: EventRecord, polygons=(), jpeg_quality: int = 85) -> Path:
-    """Write a finished event as ``events/<day>/<ms>_cam<id>_<rule>_<id8>.json`` (+ ``.jpg`` of its best frame)."""
-    base = (
-        Path("events")
-        / local_day(record.started_at)
-        / f"{int(record.started_at * 1000)}_cam{int(record.camera_id)}_{safe_name(record.rule)}_{record.event_id[:8]}"
-    )
-    doc = record.to_json()
-    doc["best_objects"] = objects_of(record.best_detections)
-    if record.best_image is not None:
-        rel = base.with_suffix(".jpg")
-        image = annotate(record.best_image, record.best_detections, list(polygons))
-        write_atomic(output_dir / rel, encode_jpeg(image, jpeg_quality))
-        doc["snapshot"] = str(rel)
-    path = output_dir / base.with_suffix(".json")
-    write_atomic(path, json.dumps(doc, indent=1).encode())
-    return path
 
 
 def _pick_camera(config: SysConfig, camera_id: int | None, problems: str = "") -> CameraConfig:
@@ -148,8 +128,8 @@ def replay(
         alerts_enabled=bool(config.common.enable_alert and cam.alert_en),
         id_factory=lambda: hashlib.sha1(f"{stem}:{next(serial)}".encode()).hexdigest()[:32],
     )
-    save_image = config.cam_flag(cam, "sav_vio_img")
-    crop = bool(config.cam_flag(cam, "roi_crop_en"))
+    save_image = cam.sav_vio_img
+    crop = bool(cam.roi_crop_en)
     alerts: list[Alert] = []
     records: list[EventRecord] = []
     frames = analysed = 0
@@ -165,21 +145,7 @@ def replay(
                 save_event(out, u.record, polygons, opts.output.jpeg_quality)
                 continue
             v = u.violation
-            roi = cam.roi_config.get(v.roi) if v.roi else None
-            alert = Alert(
-                alert_id=u.event_id,
-                camera_id=cam.camera_id,
-                camera_name=cam.name,
-                roi=v.roi,
-                violation=v.violation,
-                captured_at=u.at,
-                created_at=u.at,
-                recommendation=config.recommendation(v.violation),
-                objects=objects_of(v.detections),
-                frame_size=size,
-                speaker=roi.speaker_ip if roi and roi.speaker_ip else cam.speaker,
-                extra={"event_id": u.event_id, "track_ids": list(u.track_ids), "rule": u.rule, **u.extra},
-            )
+            alert = alert_for(u, cam, config.recommendation(v.violation), size, u.at)
             alerts.append(store.save(alert, image if save_image else None, v.detections, polygons))
 
     src = open_source(str(clip), opts.capture.open_timeout_s, opts.capture.read_timeout_s)

@@ -134,9 +134,12 @@ class AnalysedFrame:
     camera: CameraConfig
     detections: sv.Detections
     violations: list[Violation]
+    """The violations alerted in this frame: ``violations[i]`` is the one of ``alerts[i]``."""
     alerts: list[Alert]
     polygons: list[tuple[str | None, np.ndarray]]
     done_at: float
+    events: list = field(default_factory=list)
+    """Event records (:class:`trakr.rules.events.EventRecord`) that ended with this frame."""
 
 
 @dataclass

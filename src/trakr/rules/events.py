@@ -62,11 +62,12 @@ import numpy as np
 import supervision as sv
 
 from trakr.config import CameraConfig
+from trakr.evidence import objects_of
 from trakr.rules.geometry import FOOT, GroundPlane, close_pairs_m, close_pairs_px, line_zone, take
 from trakr.rules.options import EventOptions
 from trakr.rules.tracking import CameraTracker
 from trakr.rules.zones import SOCIAL_DISTANCING, CameraRules
-from trakr.types import Violation, iso_utc
+from trakr.types import Alert, Violation, iso_utc
 
 DWELL, OCCUPANCY, LINE_CROSSING = "dwell", "occupancy", "line_crossing"
 _RECORDS_KEPT = 1000
@@ -458,3 +459,25 @@ class CameraEvents:
 
 def _subject(key: tuple) -> tuple[int, ...]:
     return tuple(key[0])
+
+
+def alert_for(
+    update: EventUpdate, cam: CameraConfig, recommendation: str, size: tuple[int, int], created_at: float
+) -> Alert:
+    """The :class:`~trakr.types.Alert` of an ``"alert"`` update (its id is the event id)."""
+    v = update.violation
+    roi = cam.roi_config.get(v.roi) if v.roi else None
+    return Alert(
+        alert_id=update.event_id,
+        camera_id=cam.camera_id,
+        camera_name=cam.name,
+        roi=v.roi,
+        violation=v.violation,
+        captured_at=update.at,
+        created_at=created_at,
+        recommendation=recommendation,
+        objects=objects_of(v.detections),
+        frame_size=size,
+        speaker=roi.speaker_ip if roi and roi.speaker_ip else cam.speaker,
+        extra={"event_id": update.event_id, "track_ids": list(update.track_ids), "rule": update.rule, **update.extra},
+    )
