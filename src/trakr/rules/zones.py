@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import supervision as sv
@@ -56,6 +57,11 @@ def close_pairs(anchors: np.ndarray, limit_x: float, limit_y: float) -> np.ndarr
     close = (dx < limit_x) & (dy < limit_y)
     np.fill_diagonal(close, False)
     return close.any(axis=1)
+
+
+def _rows(detections: sv.Detections, rows: np.ndarray) -> sv.Detections:
+    """``detections[rows]`` typed (supervision's indexing is annotated as a union)."""
+    return cast(sv.Detections, detections[rows])
 
 
 class CameraRules:
@@ -99,11 +105,11 @@ class CameraRules:
                 if trig == SOCIAL_DISTANCING:
                     persons = inside & (names == "person")
                     idx = np.flatnonzero(persons)
-                    anchors = detections[idx].get_anchors_coordinates(ANCHOR) if len(idx) else np.zeros((0, 2))
+                    anchors = _rows(detections, idx).get_anchors_coordinates(ANCHOR) if len(idx) else np.zeros((0, 2))
                     sel = np.zeros(len(detections), dtype=bool)
                     sel[idx[close_pairs(anchors, *self.sd_limits)]] = True
                 else:
                     sel = inside & (names == trig)
                 if sel.any():
-                    out.append(Violation(self.camera_id, zone.name, trig, detections[sel]))
+                    out.append(Violation(self.camera_id, zone.name, trig, _rows(detections, sel)))
         return out
