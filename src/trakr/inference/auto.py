@@ -1,8 +1,10 @@
 """The ``auto`` backend: run the fastest in-process backend installed here, measured once.
 
 At first start every installed backend (``onnxruntime`` always, ``openvino`` when the package is
-installed) loads the model at the configured ``imgsz`` and threads, runs it twice to warm up,
-then a few times more, the backends taking turns (so that load from other work hits them alike).
+installed, at BF16 and at FP32 when the CPU has BF16 and ``precision`` is ``auto``: measured
+here, FP32 beat BF16 whenever other work loaded the machine) loads the model at the configured
+``imgsz`` and threads, runs it twice to warm up, then a few times more, the candidates taking
+turns (so that load from other work hits them alike).
 The one with the lowest median wins; the others are closed. The choice and the figures are
 logged and cached in ``backend-choice.json`` under ``$TRAKR_CACHE`` (default ``~/.cache/trakr``),
 keyed by the model file's hash, the settings and the machine (CPU model, core count, package
@@ -33,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from trakr.inference.base import LocalDetector, model_file, model_id, to_tensor
+from trakr.inference.base import INT8_METADATA, LocalDetector, model_file, model_id, model_metadata, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +113,30 @@ def _write_cache(path: Path, key: str, entry: dict[str, Any]) -> None:
         log.warning("could not cache the backend choice in %s: %s", path, e)
 
 
-def _build(backend: str, args: tuple) -> LocalDetector:
+def candidates(path: Path, precision: str) -> list[str]:
+    """What ``auto`` compares: ``onnxruntime``, and OpenVINO at each precision worth trying
+    (``openvino-bf16`` and ``openvino-fp32`` on a CPU with BF16 when ``precision`` is ``auto``:
+    which is faster depends on the machine and its load)."""
+    out = ["onnxruntime"]
+    if "openvino" not in installed_backends():
+        return out
+    if precision != "auto":
+        return out + [f"openvino-{precision}"]
+    if INT8_METADATA in model_metadata(path):
+        return out + ["openvino"]  # an INT8 model: the hint only touches the few FP32 layers
+    from trakr.inference.openvino import _import_openvino, cpu_has_bf16
+
+    bf16 = cpu_has_bf16(_import_openvino().Core())
+    return out + (["openvino-bf16", "openvino-fp32"] if bf16 else ["openvino-fp32"])
+
+
+def _build(candidate: str, args: tuple) -> LocalDetector:
     model_path, imgsz, confidence, iou, threads, providers, precision = args
+    backend, _, variant = candidate.partition("-")
     if backend == "openvino":
         from trakr.inference.openvino import OpenVinoDetector
 
-        return OpenVinoDetector(model_path, imgsz, confidence, iou, threads, precision)
+        return OpenVinoDetector(model_path, imgsz, confidence, iou, threads, variant or precision)  # type: ignore[arg-type]
     from trakr.inference.onnx import OnnxDetector
 
     return OnnxDetector(model_path, imgsz, confidence, iou, threads, providers)
@@ -156,26 +176,26 @@ def build_fastest(
     """The fastest installed backend for this model and machine (cached choice, else measured)."""
     path = model_file(model_path)
     args = (path, imgsz, confidence, iou, threads, providers, precision)
-    candidates = installed_backends()
+    names = candidates(path, precision)
     key = choice_key(model_id(path), imgsz, threads, providers, precision)
     cache = cache_path()
     cached = _read_cache(cache).get(key)
     overloaded = isinstance(cached, dict) and float(cached.get("load_1min") or 0) > (os.cpu_count() or 1)
-    if isinstance(cached, dict) and cached.get("backend") in candidates and not overloaded:
+    if isinstance(cached, dict) and cached.get("choice") in names and not overloaded:
         try:
-            det = _build(cached["backend"], args)
+            det = _build(cached["choice"], args)
         except Exception as e:  # the package broke since: measure again
-            log.warning("cached backend %s failed to load (%s); measuring again", cached["backend"], e)
+            log.warning("cached backend %s failed to load (%s); measuring again", cached["choice"], e)
         else:
             log.info(
                 "detector backend auto: %s (cached choice of %s: %s)",
-                cached["backend"],
+                cached["choice"],
                 cached.get("measured_at", "?"),
                 _figures(cached.get("ms_per_frame", {}), cached.get("load_1min")),
             )
             return det
     detectors: dict[str, LocalDetector] = {}
-    for name in candidates:
+    for name in names:
         try:
             detectors[name] = _build(name, args)
         except Exception as e:
@@ -202,7 +222,9 @@ def build_fastest(
         cache,
     )
     entry = {
-        "backend": best,
+        "choice": best,
+        "backend": detectors[best].backend,
+        "precision": detectors[best].precision,
         "ms_per_frame": ms,
         "load_1min": load,
         "imgsz": imgsz_run,

@@ -279,7 +279,7 @@ def quantize_command(
             flag = "  <- below" if name in short else ""
             echo(f"{name:<16}{n:>11}{k:>11}{k / n:>8.1%}{flag}")
         echo(f"{'all':<16}{agree.reference:>11}{round(agree.recall * agree.reference):>11}{agree.recall:>8.1%}")
-        echo(f"extra int8 boxes: {agree.extra}; model ms/frame (onnxruntime): fp32 {fp32_ms:.1f}, int8 {int8_ms:.1f}")
+        echo(f"extra int8 boxes: {agree.extra}; detect ms/frame (onnxruntime): fp32 {fp32_ms:.1f}, int8 {int8_ms:.1f}")
         written = False
         if not short or force:
             out.parent.mkdir(parents=True, exist_ok=True)
