@@ -133,8 +133,8 @@ class RetentionJanitor:
 
     def _run(self) -> None:
         while True:
+            last_at, last_written = time.monotonic(), self.written()  # before: writes during the pass count
             self._pass()
-            last_at, last_written = time.monotonic(), self.written()
             while True:
                 if self._stop.wait(self.poll_s):
                     return
