@@ -153,6 +153,32 @@ def config_default() -> None:
     console.print_json(json.dumps(default_config_raw()))
 
 
+ui_app = typer.Typer(no_args_is_help=True, help="The web console.")
+app.add_typer(ui_app, name="ui")
+
+
+@ui_app.command("set-password")
+def ui_set_password(
+    config: Path = typer.Option(..., "--config", "-c", help="Config file to store the password hash in."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from standard input instead of prompting."
+    ),
+) -> None:
+    """Store a salted hash of the console password in the config (trakr.ui.password_hash)."""
+    from trakr.ui.auth import store_password_hash
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Console password", hide_input=True, confirmation_prompt=True)
+    try:
+        path = store_password_hash(config, password)
+    except ValueError as e:
+        err.print(f"[red]error[/]: {escape(str(e))}")
+        raise typer.Exit(2) from None
+    console.print(f"password hash stored in {path} (trakr.ui.password_hash); restart trakr to use it")
+
+
 @app.command()
 def run(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config file; default: the embedded demo."),
@@ -176,6 +202,12 @@ def run(
     ),
     strict: bool = typer.Option(
         False, "--strict", help="Refuse to run if any camera is invalid (default: run the valid ones)."
+    ),
+    ui_port: Optional[int] = typer.Option(
+        None, "--ui-port", min=0, max=65535, help="Web console port (default 8080, trakr.ui.port); 0 = no console."
+    ),
+    ui_bind: Optional[str] = typer.Option(
+        None, "--ui-bind", help="Web console interface (default 127.0.0.1); any other needs 'trakr ui set-password'."
     ),
     status_interval: float = typer.Option(
         60.0,
@@ -207,6 +239,16 @@ def run(
         from trakr.inference.redis_client import with_redis_backend
 
         cfg = with_redis_backend(cfg, redis_url)
+    ui_port = cfg.trakr.ui.port if ui_port is None else ui_port
+    ui_bind = cfg.trakr.ui.bind if ui_bind is None else ui_bind
+    if ui_port:  # refuse before anything starts: no password, no console off loopback
+        from trakr.ui.server import ConsoleRefused, check_bind
+
+        try:
+            check_bind(ui_bind, cfg.trakr.ui.password_hash)
+        except ConsoleRefused as e:
+            err.print(f"[red]refusing to run[/]: {escape(str(e))}")
+            raise typer.Exit(2) from None
     out = Path(output or cfg.trakr.output.directory)
     out.mkdir(parents=True, exist_ok=True)
     setup_logging(log_level or cfg.common.logging_level, out / "trakr.log" if cfg.common.log_file_save else None)
@@ -239,7 +281,25 @@ def run(
 
     link = attach(pipeline, cfg, config_path=config, cloud_config=bool(cloud_config) and config is not None)
     if metrics is not None:
-        metrics.watch_outbox(link.outbox)
+        metrics.watch_outbox(link)  # outbox stats plus the sender's blocked channels
+    ui_server = None
+    if ui_port:
+        from trakr.ui.server import ConsoleRefused, start_console
+
+        try:
+            ui_server = start_console(
+                pipeline,
+                cfg,
+                port=ui_port,
+                bind=ui_bind,
+                config_path=config,
+                camera_list="sample_cameras" if sample_cameras else "cameras",
+                outbox=link.outbox,
+                on_config=[pipeline.apply_config, link.apply_config],
+                raw=None if config else default_config_raw(),
+            )
+        except ConsoleRefused as e:  # e.g. the port is taken: the pipeline runs without a console
+            log.error("console off: %s", e)
     t0 = time.monotonic()
     pipeline.start()
     from trakr.service import ServiceNotifier
@@ -252,6 +312,8 @@ def run(
     finally:
         status_stop.set()
         notifier.stop()  # STOPPING=1 before the pipeline's threads end (no false "not alive")
+        if ui_server is not None:
+            ui_server.stop()
         pipeline.stop()
         link.stop()
     snap = pipeline.snapshot()
@@ -348,6 +410,12 @@ def worker(
         None, "--model", help="Ultralytics-format ONNX model; default: bundled YOLO11n."
     ),
     threads: int = typer.Option(0, "--threads", help="ONNX Runtime intra-op threads (0 = all cores)."),
+    backend: str = typer.Option(
+        "auto", "--backend", help="onnxruntime, openvino or auto (the fastest here, measured once and cached)."
+    ),
+    precision: str = typer.Option(
+        "auto", "--precision", help="OpenVINO: auto (BF16 where the CPU has it), fp32, bf16."
+    ),
     config: Optional[Path] = typer.Option(
         None, "--config", "-c", help="Take stream names and timeouts from this config's trakr.redis."
     ),
@@ -385,6 +453,8 @@ def worker(
         batch=batch,
         providers=providers,
         threads=threads,
+        backend=backend,
+        precision=precision,
         options=options,
         name=name,
         delay_ms=delay_ms,
@@ -397,6 +467,35 @@ def worker(
     signal.signal(signal.SIGINT, _signal)
     signal.signal(signal.SIGTERM, _signal)
     w.run(max_seconds=duration)
+
+
+model_app = typer.Typer(no_args_is_help=True, help="Model tools.")
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("quantize")
+def model_quantize(
+    clip: str = typer.Option(..., "--clip", help="Clip file or camera address (rtsp://...) to grab frames from."),
+    out: Path = typer.Option(..., "--out", help="Where to write the INT8 ONNX model."),
+    frames: int = typer.Option(48, "--frames", min=3, help="Frames to grab; every third is held out to compare."),
+    imgsz: int = typer.Option(416, "--imgsz", min=32, max=2048, help="Input size to calibrate and compare at."),
+    model: Optional[Path] = typer.Option(None, "--model", help="FP32 ONNX model; default: bundled YOLO11n."),
+    min_recall: float = typer.Option(
+        0.95, "--min-recall", min=0.0, max=1.0, help="Least share of FP32 boxes INT8 must find."
+    ),
+    force: bool = typer.Option(False, "--force", help="Write even when the agreement is poor (still exits 3)."),
+) -> None:
+    """INT8 copy of the model calibrated on a site's frames; refused (exit 3) when it loses boxes."""
+    from trakr.inference.quantize import QuantizeError, quantize_command
+
+    try:
+        result = quantize_command(
+            clip, out, model_path=model, frames=frames, imgsz=imgsz, min_recall=min_recall, force=force, echo=typer.echo
+        )
+    except (QuantizeError, FileNotFoundError) as e:
+        err.print(f"[red]error[/]: {escape(str(e))}", highlight=False)
+        raise typer.Exit(2) from e
+    raise typer.Exit(result.exit_code)
 
 
 def _command_line(ctx: typer.Context) -> str:

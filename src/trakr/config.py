@@ -578,6 +578,17 @@ class MetricsOptions(_Options):
     host: str = Field("127.0.0.1", description="Interface of /metrics.")
 
 
+class UiOptions(_Options):
+    """Web console (owned by trakr.ui; see docs/console.md)."""
+
+    port: int = Field(8080, ge=0, le=65535, description="Console port; 0 = no console.")
+    bind: str = Field("127.0.0.1", description="Console interface; any non-loopback bind needs a password.")
+    password_hash: str | None = Field(
+        None, description="Salted scrypt hash written by 'trakr ui set-password' (never the password)."
+    )
+    preview_fps: float = Field(5.0, gt=0, le=30, description="Most preview JPEGs encoded per second per camera.")
+
+
 class TrakrOptions(_Options):
     """trakr's own settings (the optional ``trakr`` section); all have defaults."""
 
@@ -591,6 +602,7 @@ class TrakrOptions(_Options):
     speaker: SpeakerOptions = Field(default_factory=SpeakerOptions, description="Speakers.")
     redis: RedisOptions = Field(default_factory=RedisOptions, description="Redis inference backend.")
     metrics: MetricsOptions = Field(default_factory=MetricsOptions, description="Prometheus metrics.")
+    ui: UiOptions = Field(default_factory=UiOptions, description="Web console.")
     events: EventOptions = Field(default_factory=EventOptions, description="Tracking and events.")
 
 
