@@ -24,16 +24,12 @@ import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import supervision as sv
 
 from trakr.types import Alert, AlertSink, local_day
-
-if TYPE_CHECKING:  # pragma: no cover
-    from trakr.rules.events import EventRecord
 
 log = logging.getLogger(__name__)
 
@@ -146,25 +142,6 @@ class AlertStore:
             except Exception:
                 log.exception("alert sink failed for alert %s", alert.alert_id)
         return alert
-
-
-def save_event(output_dir: Path, record: EventRecord, polygons: Sequence = (), jpeg_quality: int = 85) -> Path:
-    """Write a finished event as ``events/<day>/<ms>_cam<id>_<rule>_<id8>.json`` (+ ``.jpg`` of its best frame)."""
-    base = (
-        Path("events")
-        / local_day(record.started_at)
-        / f"{int(record.started_at * 1000)}_cam{int(record.camera_id)}_{safe_name(record.rule)}_{record.event_id[:8]}"
-    )
-    doc = record.to_json()
-    doc["best_objects"] = objects_of(record.best_detections)
-    if record.best_image is not None:
-        rel = base.with_suffix(".jpg")
-        image = annotate(record.best_image, record.best_detections, list(polygons))
-        write_atomic(output_dir / rel, encode_jpeg(image, jpeg_quality))
-        doc["snapshot"] = str(rel)
-    path = output_dir / base.with_suffix(".json")
-    write_atomic(path, json.dumps(doc, indent=1).encode())
-    return path
 
 
 def read_alerts(output_dir: str | Path) -> list[Alert]:

@@ -35,11 +35,11 @@ from trakr.capture.batcher import Batcher
 from trakr.capture.gate import ChangeGate
 from trakr.capture.reader import CameraReader
 from trakr.config import CameraConfig, SysConfig
-from trakr.evidence import AlertStore, annotate, bytes_written, encode_jpeg, objects_of, save_event, write_atomic
+from trakr.evidence import AlertStore, annotate, bytes_written, encode_jpeg, objects_of, write_atomic
 from trakr.inference.base import Detector
 from trakr.logs import redact
 from trakr.retention import RetentionJanitor
-from trakr.rules.events import CameraEvents, alert_for
+from trakr.rules.events import CameraEvents, alert_for, save_event
 from trakr.rules.policy import AlertPolicy
 from trakr.rules.zones import CameraRules, scale_polygon
 from trakr.supervisor import restarts, supervise

@@ -36,9 +36,9 @@ import numpy as np
 from trakr.capture.gate import SKIPPED, ChangeGate
 from trakr.capture.sources import open_source
 from trakr.config import CameraConfig, SysConfig, load_config
-from trakr.evidence import AlertStore, save_event
+from trakr.evidence import AlertStore
 from trakr.inference.base import Detector
-from trakr.rules.events import CameraEvents, EventRecord, EventUpdate, alert_for
+from trakr.rules.events import CameraEvents, EventRecord, EventUpdate, alert_for, save_event
 from trakr.rules.zones import scale_polygon
 from trakr.types import Alert
 

@@ -52,22 +52,24 @@ Example:
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import supervision as sv
 
 from trakr.config import CameraConfig
-from trakr.evidence import objects_of
+from trakr.evidence import annotate, encode_jpeg, objects_of, safe_name, write_atomic
 from trakr.rules.geometry import FOOT, GroundPlane, close_pairs_m, close_pairs_px, line_zone, take
 from trakr.rules.options import EventOptions
 from trakr.rules.tracking import CameraTracker
 from trakr.rules.zones import SOCIAL_DISTANCING, CameraRules
-from trakr.types import Alert, Violation, iso_utc
+from trakr.types import Alert, Violation, iso_utc, local_day
 
 DWELL, OCCUPANCY, LINE_CROSSING = "dwell", "occupancy", "line_crossing"
 _RECORDS_KEPT = 1000
@@ -481,3 +483,22 @@ def alert_for(
         speaker=roi.speaker_ip if roi and roi.speaker_ip else cam.speaker,
         extra={"event_id": update.event_id, "track_ids": list(update.track_ids), "rule": update.rule, **update.extra},
     )
+
+
+def save_event(output_dir: Path, record: EventRecord, polygons: Sequence = (), jpeg_quality: int = 85) -> Path:
+    """Write a finished event as ``events/<day>/<ms>_cam<id>_<rule>_<id8>.json`` (+ ``.jpg`` of its best frame)."""
+    base = (
+        Path("events")
+        / local_day(record.started_at)
+        / f"{int(record.started_at * 1000)}_cam{int(record.camera_id)}_{safe_name(record.rule)}_{record.event_id[:8]}"
+    )
+    doc = record.to_json()
+    doc["best_objects"] = objects_of(record.best_detections)
+    if record.best_image is not None:
+        rel = base.with_suffix(".jpg")
+        image = annotate(record.best_image, record.best_detections, list(polygons))
+        write_atomic(output_dir / rel, encode_jpeg(image, jpeg_quality))
+        doc["snapshot"] = str(rel)
+    path = output_dir / base.with_suffix(".json")
+    write_atomic(path, json.dumps(doc, indent=1).encode())
+    return path
