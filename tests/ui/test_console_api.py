@@ -205,7 +205,7 @@ def test_secrets_are_never_rendered(live_trakr):
 def test_health_reports_detector_outbox_disk_and_config(live_trakr):
     assert wait_until(lambda: live_trakr.api("/api/health")["outbox"]["counters"].get("sent.alert", 0) > 0, 30, 0.5)
     h = live_trakr.api("/api/health")
-    assert h["detector"]["backend"] == "onnxruntime" and h["detector"]["precision"]
+    assert h["detector"]["backend"] not in ("", "none") and h["detector"]["precision"] not in ("", "not reported")
     assert h["detector"]["frames_analysed"] > 0 and h["pipeline"]["threads_alive"] is True
     assert {c["camera_id"] for c in h["cameras"]} == {0, 1, 2, 3}
     assert all(c["reconnects"] == 0 and "last_error" in c for c in h["cameras"])

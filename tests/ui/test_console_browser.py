@@ -204,7 +204,8 @@ def test_health_and_api_pages(live_trakr, browser, screenshots):
         page.goto(live_trakr.url + "/health")
         assert page.locator("#health-cameras tbody tr").count() == 4
         detector = page.inner_text("#health-detector")
-        assert "onnxruntime" in detector and "fp32" in detector
+        api = live_trakr.api("/api/health")["detector"]
+        assert f"backend\t{api['backend']}" in detector and f"precision\t{api['precision']}" in detector
         assert "7.3.1" in page.inner_text("#config-version")
         assert "lies entirely outside" in page.inner_text("#health-cameras")
         assert "backlog" in page.inner_text("#health-outbox")

@@ -11,7 +11,7 @@ import pytest
 
 from trakr.config import parse_config
 from trakr.pipeline import Pipeline
-from trakr.ui.roi import RoiEdit, ZoneEdit, editor_model
+from trakr.ui.roi import LineEdit, RoiEdit, ZoneEdit, apply_edit, editor_model
 from trakr.ui.state import ConsoleState, SaveError
 
 SEED = Path(__file__).parent.parent / "data" / "sysconfig.seed.json"
@@ -93,3 +93,49 @@ def test_roi_problems_are_named_by_camera_field_and_value(seed_console):
         state.save_rois(99, RoiEdit())
     assert str(e.value.problems[0]) == "camera 99: CameraId = 99: no such camera in the config's sample_cameras list"
     assert path.read_text() == text
+
+
+def test_counting_lines_are_edited_in_the_cameras_lines_section():
+    raw = {
+        "common": {},
+        "cameras": [
+            {
+                "CameraId": 1,
+                "Address": "0",
+                "Detection": "person",
+                "lines": {"gate": {"points": ["0.1,0.5", "0.9,0.5"], "detections": "person", "direction": "in"}},
+            }
+        ],
+    }
+    model = editor_model(parse_config(raw).config.cameras[0], (640, 480))
+    assert model["lines"] == [
+        {
+            "name": "gate",
+            "field": "lines.gate.points",
+            "points": [[0.1, 0.5], [0.9, 0.5]],
+            "pixel_points": False,
+            "triggers": ["person"],
+            "direction": "in",
+            "problem": None,
+        }
+    ]
+    edit = RoiEdit(
+        camera=ZoneEdit(points=None, triggers=["person"]),
+        lines=[
+            LineEdit(name="gate", points=[(0.1, 0.5), (0.9, 0.5)], triggers=["person", "car"]),
+            LineEdit(name="exit", points=[(0.2, 0.2), (0.2, 0.8)], triggers=["person"], direction="out"),
+        ],
+    )
+    new, problems = apply_edit(raw, 1, edit)
+    assert problems == []
+    assert new["cameras"][0]["lines"] == {
+        "gate": {"points": ["0.1,0.5", "0.9,0.5"], "detections": "person:car", "direction": "in"},
+        "exit": {"points": ["0.2,0.2", "0.2,0.8"], "detections": "person", "direction": "out"},
+    }
+    assert parse_config(new).ok
+    _, problems = apply_edit(raw, 1, RoiEdit(lines=[LineEdit(name="x", points=[(0.1, 0.1)])]))
+    assert [str(p) for p in problems] == [
+        "camera 1: lines.x.points = ['0.1,0.1']: a line needs exactly 2 distinct points, got 1"
+    ]
+    untouched, _ = apply_edit(raw, 1, RoiEdit(camera=ZoneEdit(points=None, triggers=["person"])))  # lines=None
+    assert untouched["cameras"][0]["lines"] == raw["cameras"][0]["lines"]

@@ -153,9 +153,11 @@ class EventIndex:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # an index: rebuilt from the records if lost
         self._db.executescript(_SCHEMA)
+        self.closed = False
 
     def close(self) -> None:
         with self._lock:
+            self.closed = True
             self._db.close()
 
     # -- writing --------------------------------------------------------------------------------
@@ -189,6 +191,8 @@ class EventIndex:
     def sink(self, alert: Alert, output_dir: Path) -> None:
         """Pipeline alert sink: index the alert just stored (a failure is logged; the next
         :meth:`sync` indexes it from its record)."""
+        if self.closed:  # the console stopped first; the next start's sync indexes it
+            return
         try:
             self.add([alert])
         except sqlite3.Error as e:

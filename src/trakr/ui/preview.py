@@ -36,6 +36,7 @@ import numpy as np
 import supervision as sv
 
 from trakr.evidence import encode_jpeg
+from trakr.rules.zones import scale_polygon
 from trakr.types import AnalysedFrame
 
 _INDEX = sv.ColorLookup.INDEX  # one colour for all: works with or without class ids
@@ -64,7 +65,7 @@ def render(af: AnalysedFrame, width: int | None = None, annotated: bool = True) 
     h, w = img.shape[:2]
     scale = min(1.0, width / w) if width else 1.0
     if scale < 1.0:
-        img = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        img = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_LINEAR)
     else:
         img = img.copy()
     if not annotated:
@@ -78,6 +79,14 @@ def render(af: AnalysedFrame, width: int | None = None, annotated: bool = True) 
             org = (int(x) + 4, int(y) + int(18 * text_scale) + 4)
             cv2.putText(img, name, org, cv2.FONT_HERSHEY_SIMPLEX, text_scale, (0, 0, 0), 3, cv2.LINE_AA)
             cv2.putText(img, name, org, cv2.FONT_HERSHEY_SIMPLEX, text_scale, (0, 255, 255), 1, cv2.LINE_AA)
+    for name, line in (getattr(af.camera, "lines", None) or {}).items():  # counting lines A -> B
+        pts = getattr(line, "points", None)
+        if not pts or len(pts) != 2:
+            continue
+        (ax, ay), (bx, by) = (scale_polygon(pts, af.frame.size) * scale).round().astype(int).tolist()
+        cv2.arrowedLine(img, (ax, ay), (bx, by), (255, 0, 255), 2, cv2.LINE_AA, tipLength=0.03)
+        cv2.putText(img, name, (ax + 4, ay - 6), cv2.FONT_HERSHEY_SIMPLEX, text_scale, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(img, name, (ax + 4, ay - 6), cv2.FONT_HERSHEY_SIMPLEX, text_scale, (255, 0, 255), 1, cv2.LINE_AA)
     dets = _scaled(af.detections, scale)
     if len(dets):
         img = _BOX.annotate(img, dets)

@@ -45,11 +45,23 @@ class ZoneEdit(BaseModel):
     speaker_ip: str | None = Field(None, description="Speaker that announces this ROI (ROIs only).")
 
 
+class LineEdit(BaseModel):
+    """One counting line as the editor sends it."""
+
+    name: str = Field(description="Line name (a key of the camera's 'lines').")
+    points: list[tuple[float, float]] = Field(description="Two normalised (0..1) points A, B.")
+    triggers: list[str] = Field(default_factory=list, description="Classes that count, e.g. ['person'].")
+    direction: str | None = Field(None, description="'in', 'out' or 'both'; None keeps the file's value.")
+
+
 class RoiEdit(BaseModel):
     """A whole camera's zones: what the editor saves."""
 
     camera: ZoneEdit = Field(default_factory=ZoneEdit, description="The camera-wide polygon and its triggers.")
     rois: list[ZoneEdit] = Field(default_factory=list, description="Named ROIs (replace the camera's roi_config).")
+    lines: list[LineEdit] | None = Field(
+        None, description="Counting lines (replace the camera's 'lines'); None leaves them as they are."
+    )
     config_sha: str | None = Field(
         None, description="The config_sha the editor was opened with; a changed file is refused."
     )
@@ -122,7 +134,27 @@ def editor_model(cam: CameraConfig, size: tuple[int, int] | None) -> dict:
     zones = [zone(None, cam.polygon, cam.detection, field_name=cam_field)]
     for name, roi in cam.roi_config.items():
         zones.append(zone(name, roi.points, roi.detections, roi.speaker_ip, f"roi_config.{name}.points"))
-    return {"camera_id": cam.camera_id, "name": cam.name, "frame_size": list(size) if size else None, "zones": zones}
+    lines = []
+    for name, line in (getattr(cam, "lines", None) or {}).items():  # counting lines, where the config has them
+        pts = list(getattr(line, "points", None) or [])
+        lines.append(
+            {
+                "name": name,
+                "field": f"lines.{name}.points",
+                "points": normalised(pts, size),
+                "pixel_points": bool(pts) and bool(float(np.asarray(pts).max()) > 1.0),
+                "triggers": list(getattr(line, "detections", [])),
+                "direction": getattr(line, "direction", None),
+                "problem": outside_problem(pts, size),
+            }
+        )
+    return {
+        "camera_id": cam.camera_id,
+        "name": cam.name,
+        "frame_size": list(size) if size else None,
+        "zones": zones,
+        "lines": lines,
+    }
 
 
 def _check_zone(where: str, field_name: str, z: ZoneEdit) -> list[Problem]:
@@ -166,6 +198,20 @@ def _same_points(old: Any, new: list[tuple[float, float]] | None, tol: float = 5
     return bool(np.abs(arr - np.asarray(new, dtype=float)).max() <= tol)
 
 
+def _check_line(where: str, line: LineEdit) -> list[Problem]:
+    field_name = f"lines.{line.name}.points"
+    pts = point_strings(line.points)
+    if len(line.points) != 2 or line.points[0] == line.points[1]:
+        return [Problem(where, field_name, pts, f"a line needs exactly 2 distinct points, got {len(line.points)}")]
+    for i, (x, y) in enumerate(line.points, 1):
+        if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+            msg = f"point {i} ({x:g}, {y:g}) lies outside the frame (x and y must be between 0 and 1)"
+            return [Problem(where, field_name, pts, msg)]
+    if line.direction not in (None, "in", "out", "both"):
+        return [Problem(where, f"lines.{line.name}.direction", line.direction, "must be 'in', 'out' or 'both'")]
+    return []
+
+
 def _triggers(ts: list[str]) -> str:
     return ":".join(t.strip() for t in ts if t.strip())
 
@@ -187,6 +233,15 @@ def apply_edit(raw: dict, camera_id: int, edit: RoiEdit, camera_list: str = "cam
             problems.append(Problem(where, f"roi_config.{name}", name, "two ROIs have this name"))
         names.add(name)
         problems += _check_zone(where, f"roi_config.{name}.points", z)
+    line_names: set[str] = set()
+    for line in edit.lines or []:
+        if not line.name.strip():
+            problems.append(Problem(where, "lines", line.name, "every line needs a name"))
+            continue
+        if line.name in line_names:
+            problems.append(Problem(where, f"lines.{line.name}", line.name, "two lines have this name"))
+        line_names.add(line.name)
+        problems += _check_line(where, line)
     new = copy.deepcopy(raw)
     cams = new.get(camera_list)
     cam = next(
@@ -223,6 +278,20 @@ def apply_edit(raw: dict, camera_id: int, edit: RoiEdit, camera_list: str = "cam
         entry["detections"] = _triggers(z.triggers) or "NA"
         rois[name] = entry
     cam["roi_config"] = {"roi_config": rois} if nested else rois
+    if edit.lines is not None and (edit.lines or "lines" in cam):
+        found = cam.get("lines")
+        old_lines: dict = found if isinstance(found, dict) else {}
+        lines: dict = {}
+        for line in edit.lines:
+            kept = old_lines.get(line.name)
+            entry = dict(kept) if isinstance(kept, dict) else {}
+            if not _same_points(entry.get("points"), line.points):
+                entry["points"] = point_strings(line.points)
+            entry["detections"] = _triggers(line.triggers) or "person"
+            if line.direction is not None:
+                entry["direction"] = line.direction
+            lines[line.name.strip()] = entry
+        cam["lines"] = lines
     return new, problems
 
 

@@ -124,8 +124,9 @@ function initRoi() {
     if (!r.ok) { status(r.data?.detail || `error ${r.status}`, false); return; }
     sha = r.data.config_sha;
     known = r.data.known_triggers || [];
-    zones = r.data.zones.map((z) => ({ ...z, points: z.points ? z.points.map((p) => [...p]) : null,
-                                       isCamera: z.name === null }));
+    const copy = (z, kind) => ({ ...z, kind, points: z.points ? z.points.map((p) => [...p]) : null });
+    zones = [...r.data.zones.map((z) => copy(z, z.name === null ? "camera" : "roi")),
+             ...(r.data.lines || []).map((z) => copy(z, "line"))];
     sel = zones.length > 1 ? 1 : 0;
 
     $("#known-triggers").replaceChildren(...known.map((k) => el("option", { value: k })));
@@ -145,11 +146,12 @@ function initRoi() {
   }
   window.addEventListener("resize", fitCanvas);
 
-  const zoneLabel = (z) => (z.isCamera ? "camera polygon" : z.name || "(unnamed)");
+  const zoneLabel = (z) => (z.kind === "camera" ? "camera polygon" : (z.name || "(unnamed)") + (z.kind === "line" ? " (line)" : ""));
 
   function renderList() {
     const items = zones.map((z, i) => {
-      const pts = z.points ? `${z.points.length} points` : "whole frame";
+      const pts = z.kind === "line" ? `${z.points ? z.points.length : 0} of 2 points · ${z.direction || "both"}`
+        : z.points ? `${z.points.length} points` : "whole frame";
       const li = el("li", { class: i === sel ? "selected" : "", "data-zone": i, onclick: () => { sel = i; renderList(); renderForm(); draw(); } },
         el("b", {}, zoneLabel(z)), ` · ${pts} · ${z.triggers.join(":") || "no triggers"}`,
         z.problem ? el("span", { class: "problem" }, z.problem) : null);
@@ -162,9 +164,12 @@ function initRoi() {
     const z = zones[sel];
     if (!z) return;
     $("#zone-title").textContent = zoneLabel(z);
-    $("#name-row").hidden = z.isCamera;
-    $("#speaker-row").hidden = z.isCamera;
-    $("#delete-zone").hidden = z.isCamera;
+    $("#name-row").hidden = z.kind === "camera";
+    $("#speaker-row").hidden = z.kind !== "roi";
+    $("#direction-row").hidden = z.kind !== "line";
+    $("#direction").value = z.direction || "both";
+    $("#delete-zone").hidden = z.kind === "camera";
+    $("#clear-points").textContent = z.kind === "line" ? "Clear the line's points" : "Remove polygon (whole frame)";
     $("#zone-name").value = z.name || "";
     $("#zone-speaker").value = z.speaker_ip || "";
     const offered = [...new Set([...COMMON_TRIGGERS.filter((t) => !known.length || known.includes(t)), ...z.triggers])];
@@ -187,14 +192,24 @@ function initRoi() {
   $("#add-roi").addEventListener("click", () => {
     let n = 1;
     while (zones.some((z) => z.name === `roi${n}`)) n++;
-    zones.push({ name: `roi${n}`, points: null, triggers: ["person"], speaker_ip: null, isCamera: false, problem: null });
+    zones.push({ name: `roi${n}`, points: null, triggers: ["person"], speaker_ip: null, kind: "roi", problem: null });
     sel = zones.length - 1;
     changed();
     renderList(); renderForm(); draw();
     $("#zone-name").focus();
   });
+  $("#add-line").addEventListener("click", () => {
+    let n = 1;
+    while (zones.some((z) => z.name === `line${n}`)) n++;
+    zones.push({ name: `line${n}`, points: null, triggers: ["person"], direction: "both", kind: "line", problem: null });
+    sel = zones.length - 1;
+    changed();
+    renderList(); renderForm(); draw();
+    $("#zone-name").focus();
+  });
+  $("#direction").addEventListener("change", (e) => { zones[sel].direction = e.target.value; changed(); renderList(); });
   $("#delete-zone").addEventListener("click", () => {
-    if (zones[sel].isCamera) return;
+    if (zones[sel].kind === "camera") return;
     zones.splice(sel, 1);
     sel = Math.min(sel, zones.length - 1);
     changed();
@@ -212,12 +227,20 @@ function initRoi() {
       const on = i === sel;
       ctx.beginPath();
       z.points.forEach((p, k) => { const [x, y] = toCanvas(p); if (k) ctx.lineTo(x, y); else ctx.moveTo(x, y); });
-      ctx.closePath();
+      if (z.kind !== "line") ctx.closePath();
       ctx.fillStyle = on ? "rgba(59,130,246,0.25)" : "rgba(250,204,21,0.12)";
-      ctx.strokeStyle = on ? "#3b82f6" : "#facc15";
+      ctx.strokeStyle = on ? "#3b82f6" : z.kind === "line" ? "#e879f9" : "#facc15";
       ctx.lineWidth = on ? 2.5 : 1.5;
-      if (z.points.length >= 3) ctx.fill();
+      if (z.kind !== "line" && z.points.length >= 3) ctx.fill();
       ctx.stroke();
+      if (z.kind === "line" && z.points.length === 2) { // arrow head at B: 'in' crosses from its right to its left
+        const [ax, ay] = toCanvas(z.points[0]), [bx, by] = toCanvas(z.points[1]);
+        const a = Math.atan2(by - ay, bx - ax);
+        ctx.beginPath();
+        ctx.moveTo(bx, by); ctx.lineTo(bx - 12 * Math.cos(a - 0.4), by - 12 * Math.sin(a - 0.4));
+        ctx.moveTo(bx, by); ctx.lineTo(bx - 12 * Math.cos(a + 0.4), by - 12 * Math.sin(a + 0.4));
+        ctx.stroke();
+      }
       const [lx, ly] = toCanvas(z.points[0]);
       ctx.fillStyle = ctx.strokeStyle;
       ctx.font = "13px system-ui, sans-serif";
@@ -258,6 +281,7 @@ function initRoi() {
       drag = k;
     } else if (e.button === 0) {
       z.points = z.points || [];
+      if (z.kind === "line" && z.points.length >= 2) { status("a line has 2 points: drag them to move it"); return; }
       z.points.push(mouse(e));
     } else {
       return;
@@ -278,7 +302,8 @@ function initRoi() {
     if (unknown) { status(`${zoneLabel(unknown)}: pixel polygon of unknown frame size; wait for a snapshot`, false); return; }
     const body = {
       camera: { points: zones[0].points, triggers: zones[0].triggers },
-      rois: zones.filter((z) => !z.isCamera).map((z) => ({ name: z.name, points: z.points, triggers: z.triggers, speaker_ip: z.speaker_ip || null })),
+      rois: zones.filter((z) => z.kind === "roi").map((z) => ({ name: z.name, points: z.points, triggers: z.triggers, speaker_ip: z.speaker_ip || null })),
+      lines: zones.filter((z) => z.kind === "line").map((z) => ({ name: z.name, points: z.points || [], triggers: z.triggers, direction: z.direction || null })),
       config_sha: sha,
     };
     status("saving…");
