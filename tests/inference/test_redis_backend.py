@@ -463,6 +463,7 @@ def test_overload_one_slow_worker_bounded_inflight_drops_counted(redis_server, w
     try:
         det: RedisDetector = p.detector
         assert _wait(lambda: p.stats.frames_analysed >= 4, 20)
+        time.sleep(4)  # warm-up: six decoders, trackers and the JPEG encoders allocate their buffers once
         rss0, xlen_max, t_end = proc.memory_info().rss, 0, time.monotonic() + 8
         lat_early = sorted(p.stats.latencies)[len(p.stats.latencies) // 2]
         while time.monotonic() < t_end:

@@ -56,7 +56,7 @@ import json
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -72,7 +72,7 @@ from trakr.rules.zones import SOCIAL_DISTANCING, CameraRules
 from trakr.types import Alert, Violation, iso_utc, local_day
 
 DWELL, OCCUPANCY, LINE_CROSSING = "dwell", "occupancy", "line_crossing"
-_RECORDS_KEPT = 1000
+_RECORDS_KEPT = 200
 
 
 @dataclass
@@ -231,7 +231,7 @@ class CameraEvents:
         self._last_end: dict[tuple, float] = {}
         self._alert_times: deque[float] = deque()
         self.records: deque[EventRecord] = deque(maxlen=_RECORDS_KEPT)
-        """The most recent finished events."""
+        """The most recent finished events (without their frames: :class:`EventUpdate` carries those)."""
         self.counts: dict[str, int] = {"alerts": 0, "events": 0, "pause": 0, "cap": 0, "disabled": 0}
 
     # -- public --------------------------------------------------------------------------------
@@ -333,7 +333,7 @@ class CameraEvents:
                 ev.best_image,
                 dict(h.extra),
             )
-            self.records.append(rec)
+            self.records.append(replace(rec, best_image=None))  # the update carries the frame; no hoarding
             violation = Violation(self.cam.camera_id, h.roi, h.violation, ev.best)
             out.append(EventUpdate("end", ev.event_id, violation, rec.track_ids, ev.last_at, h.rule, rec.extra, rec))
         horizon = at - max(self.pause_s, grace)
