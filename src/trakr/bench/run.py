@@ -50,7 +50,14 @@ from trakr.bench.plot import plot
 from trakr.bench.references import measure_raw, run_naive
 from trakr.bench.report import tables
 from trakr.bench.results import BenchResult, RawResult, RunResult
-from trakr.bench.sources import camera_sources, load_frames, local_detector, redis_backend, use_tcp_for_opencv_rtsp
+from trakr.bench.sources import (
+    camera_sources,
+    load_frames,
+    local_detector,
+    redis_backend,
+    resolve_auto,
+    use_tcp_for_opencv_rtsp,
+)
 from trakr.bench.targets import evaluate_targets, ratios
 
 __all__ = ["BenchOptions", "parse_cameras", "run_bench", "tables"]  # what the CLI uses
@@ -73,7 +80,7 @@ def _one_count(
         camera_sources(n, opts.source) as (addresses, server),
         tempfile.TemporaryDirectory(prefix="trakr-bench-") as out,
     ):
-        cfg = bench_config(base, addresses, opts, Path(out), patch)
+        cfg = resolve_auto(bench_config(base, addresses, opts, Path(out), patch))
         d = cfg.trakr
         progress(
             f"{n} camera(s): trakr pipeline for {opts.duration:g}s ({opts.source}, imgsz {d.detector.imgsz}, "

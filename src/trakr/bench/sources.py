@@ -76,6 +76,23 @@ def load_frames(n: int = 32, stride: int = 7) -> list[np.ndarray]:
     return frames
 
 
+def resolve_auto(cfg: SysConfig) -> SysConfig:
+    """``cfg`` with ``detector.backend: auto`` replaced by the backend (and precision) it picks now,
+    so the pipeline and the raw and naive references of one bench run use the same one."""
+    d = cfg.trakr.detector
+    if d.backend != "auto":
+        return cfg
+    det = local_detector(cfg)
+    try:
+        update: dict = {"backend": det.backend}
+        if det.backend == "openvino" and det.precision in ("fp32", "bf16"):
+            update["precision"] = det.precision
+    finally:
+        det.close()
+    detector = d.model_copy(update=update)
+    return cfg.model_copy(update={"trakr": cfg.trakr.model_copy(update={"detector": detector})})
+
+
 def local_detector(cfg: SysConfig) -> Detector:
     """An in-process detector for ``cfg``'s model and size (the raw and naive references): the
     configured backend, or the embedded ONNX model when that backend is remote (Redis)."""
