@@ -96,6 +96,33 @@ class PipelineStats:
             setattr(self, name, getattr(self, name) + n)
 
 
+def model_input(image: np.ndarray, cam: CameraConfig) -> tuple[np.ndarray, tuple[int, int]]:
+    """The image the model sees, and its offset in the frame: the camera polygon's bounding box
+    when ``ROI_crop_en`` is on, else the whole frame.
+
+    >>> from trakr.config import CameraConfig
+    >>> cam = CameraConfig(CameraId=1, Address="0", ROI=["0.5,0", "1,0", "1,1", "0.5,1"], ROI_crop_en=1)
+    >>> crop, offset = model_input(np.zeros((100, 200, 3), np.uint8), cam)
+    >>> crop.shape, offset
+    ((100, 100, 3), (100, 0))
+    """
+    if not cam.roi_crop_en or not cam.polygon:
+        return image, (0, 0)
+    h, w = image.shape[:2]
+    poly = scale_polygon(cam.polygon, (w, h))
+    x0, y0 = (int(v) for v in np.clip(poly.min(axis=0), 0, None))
+    x1, y1 = min(int(poly[:, 0].max()), w), min(int(poly[:, 1].max()), h)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return image, (0, 0)
+    return image[y0:y1, x0:x1], (x0, y0)
+
+
+def to_frame(detections: sv.Detections, offset: tuple[int, int]) -> None:
+    """Shift boxes found in a crop at ``offset`` back to frame coordinates (in place)."""
+    if offset != (0, 0) and len(detections):
+        detections.xyxy = detections.xyxy + np.array([*offset, *offset], dtype=detections.xyxy.dtype)
+
+
 def _changed_options(old: SysConfig, new: SysConfig) -> list[str]:
     """Dotted ``trakr`` options whose value differs between two configs."""
 
@@ -425,16 +452,7 @@ class Pipeline:
 
     # -- inference -----------------------------------------------------------------------------
     def _model_input(self, frame: Frame, entry: _Camera | None) -> tuple[np.ndarray, tuple[int, int]]:
-        """The image the model sees: the camera polygon's bounding box when ROI_crop_en is on."""
-        if entry is None or not entry.cam.roi_crop_en or not entry.cam.polygon:
-            return frame.image, (0, 0)
-        poly = scale_polygon(entry.cam.polygon, frame.size)
-        x0, y0 = np.clip(poly.min(axis=0), 0, None)
-        x1, y1 = poly.max(axis=0)
-        x1, y1 = min(int(x1), frame.size[0]), min(int(y1), frame.size[1])
-        if x1 - x0 < 8 or y1 - y0 < 8:
-            return frame.image, (0, 0)
-        return frame.image[int(y0) : y1, int(x0) : x1], (int(x0), int(y0))
+        return (frame.image, (0, 0)) if entry is None else model_input(frame.image, entry.cam)
 
     def _inference_loop(self) -> None:
         while True:
@@ -463,8 +481,7 @@ class Pipeline:
             done = time.time()
             self.stats.count_batch(batch, done)
             for frame, (_, offset), dets in zip(batch, inputs, results):
-                if offset != (0, 0) and len(dets):
-                    dets.xyxy = dets.xyxy + np.array([*offset, *offset], dtype=dets.xyxy.dtype)
+                to_frame(dets, offset)
                 entry = cams.get(frame.camera_id)
                 if entry is not None:
                     self._judge(frame, entry, dets, done)

@@ -38,8 +38,8 @@ from trakr.capture.sources import open_source
 from trakr.config import CameraConfig, SysConfig, load_config
 from trakr.evidence import AlertStore
 from trakr.inference.base import Detector
+from trakr.pipeline import model_input, to_frame
 from trakr.rules.events import CameraEvents, EventRecord, EventUpdate, alert_for, save_event
-from trakr.rules.zones import scale_polygon
 from trakr.types import Alert
 
 log = logging.getLogger(__name__)
@@ -72,19 +72,6 @@ def _pick_camera(config: SysConfig, camera_id: int | None, problems: str = "") -
     have = ", ".join(str(c.camera_id) for c in config.cameras) or "none"
     wanted = "no usable camera" if camera_id is None else f"camera {camera_id} is not"
     raise ValueError(f"{wanted} in the config (usable cameras: {have}){problems}")
-
-
-def _model_input(image: np.ndarray, cam: CameraConfig, crop: bool) -> tuple[np.ndarray, tuple[int, int]]:
-    """The pipeline's model input: the camera polygon's bounding box when ROI_crop_en is on."""
-    if not crop or not cam.polygon:
-        return image, (0, 0)
-    h, w = image.shape[:2]
-    poly = scale_polygon(cam.polygon, (w, h))
-    x0, y0 = np.clip(poly.min(axis=0), 0, None)
-    x1, y1 = min(int(poly[:, 0].max()), w), min(int(poly[:, 1].max()), h)
-    if x1 - x0 < 8 or y1 - y0 < 8:
-        return image, (0, 0)
-    return image[int(y0) : y1, int(x0) : x1], (int(x0), int(y0))
 
 
 def replay(
@@ -129,7 +116,6 @@ def replay(
         id_factory=lambda: hashlib.sha1(f"{stem}:{next(serial)}".encode()).hexdigest()[:32],
     )
     save_image = cam.sav_vio_img
-    crop = bool(cam.roi_crop_en)
     alerts: list[Alert] = []
     records: list[EventRecord] = []
     frames = analysed = 0
@@ -164,10 +150,9 @@ def replay(
             image = src.bgr(frame)
             size = (image.shape[1], image.shape[0])
             polygons = events.rules.polygons(size)
-            model_in, offset = _model_input(image, cam, crop)
+            model_in, offset = model_input(image, cam)
             dets = detector.detect([model_in])[0]
-            if offset != (0, 0) and len(dets):
-                dets.xyxy = dets.xyxy + np.array([*offset, *offset], dtype=dets.xyxy.dtype)
+            to_frame(dets, offset)
             analysed += 1
             result = events.update(at, size, dets, image)
             if result.watching:  # keep looking at a tracked object, whatever the motion says
