@@ -39,6 +39,7 @@ from trakr.evidence import AlertStore, annotate, bytes_written, encode_jpeg, obj
 from trakr.inference.base import Detector
 from trakr.logs import redact
 from trakr.retention import RetentionJanitor
+from trakr.rules.derived import Deriver
 from trakr.rules.events import CameraEvents, alert_for, save_event
 from trakr.rules.policy import AlertPolicy
 from trakr.rules.zones import CameraRules, scale_polygon
@@ -121,6 +122,31 @@ def to_frame(detections: sv.Detections, offset: tuple[int, int]) -> None:
     """Shift boxes found in a crop at ``offset`` back to frame coordinates (in place)."""
     if offset != (0, 0) and len(detections):
         detections.xyxy = detections.xyxy + np.array([*offset, *offset], dtype=detections.xyxy.dtype)
+
+
+def model_output(detections: sv.Detections, offset: tuple[int, int], config: SysConfig) -> sv.Detections:
+    """The detector's boxes for one frame as the rules see them: in frame coordinates (``offset``
+    from :func:`model_input`). The pipeline and ``trakr replay`` both call this."""
+    to_frame(detections, offset)
+    return detections
+
+
+def make_derivers(config: SysConfig, cam: CameraConfig) -> list[Deriver]:
+    """The second looks (:mod:`trakr.rules.derived`) camera ``cam`` needs, from config."""
+    derivers: list[Deriver] = []
+    return derivers
+
+
+def make_events(config: SysConfig, cam: CameraConfig, id_factory: Callable[[], str] | None = None) -> CameraEvents:
+    """Camera ``cam``'s tracker and event engine, with its derivers; the pipeline and replay share it."""
+    return CameraEvents(
+        cam,
+        config.trakr.events,
+        roi_enabled=config.common.roi_en,
+        alerts_enabled=bool(config.common.enable_alert and cam.alert_en),
+        id_factory=id_factory,
+        derivers=make_derivers(config, cam),
+    )
 
 
 def _changed_options(old: SysConfig, new: SysConfig) -> list[str]:
@@ -248,15 +274,7 @@ class Pipeline:
 
     def _make_events(self, cam: CameraConfig) -> CameraEvents | None:
         """The camera's tracker and event engine (``None`` with ``trakr.events.enabled`` off: legacy per-frame policy)."""
-        c = self.config
-        if not c.trakr.events.enabled:
-            return None
-        return CameraEvents(
-            cam,
-            c.trakr.events,
-            roi_enabled=c.common.roi_en,
-            alerts_enabled=bool(c.common.enable_alert and cam.alert_en),
-        )
+        return make_events(self.config, cam) if self.config.trakr.events.enabled else None
 
     def _set_policy(self, cam: CameraConfig) -> None:
         self.policy.pause_s[cam.camera_id] = cam.alert_time_pause
@@ -481,7 +499,7 @@ class Pipeline:
             done = time.time()
             self.stats.count_batch(batch, done)
             for frame, (_, offset), dets in zip(batch, inputs, results):
-                to_frame(dets, offset)
+                dets = model_output(dets, offset, self.config)
                 entry = cams.get(frame.camera_id)
                 if entry is not None:
                     self._judge(frame, entry, dets, done)

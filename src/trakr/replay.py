@@ -38,8 +38,8 @@ from trakr.capture.sources import open_source
 from trakr.config import CameraConfig, SysConfig, load_config
 from trakr.evidence import AlertStore
 from trakr.inference.base import Detector
-from trakr.pipeline import model_input, to_frame
-from trakr.rules.events import CameraEvents, EventRecord, EventUpdate, alert_for, save_event
+from trakr.pipeline import make_events, model_input, model_output
+from trakr.rules.events import EventRecord, EventUpdate, alert_for, save_event
 from trakr.types import Alert
 
 log = logging.getLogger(__name__)
@@ -108,12 +108,8 @@ def replay(
     store = AlertStore(out, opts.output.jpeg_quality)
     stem = hashlib.sha1(f"{Path(clip).name}:{cam.camera_id}".encode()).hexdigest()[:8]
     serial = iter(range(1, 1 << 62))
-    events = CameraEvents(
-        cam,
-        opts.events,
-        roi_enabled=config.common.roi_en,
-        alerts_enabled=bool(config.common.enable_alert and cam.alert_en),
-        id_factory=lambda: hashlib.sha1(f"{stem}:{next(serial)}".encode()).hexdigest()[:32],
+    events = make_events(
+        config, cam, id_factory=lambda: hashlib.sha1(f"{stem}:{next(serial)}".encode()).hexdigest()[:32]
     )
     save_image = cam.sav_vio_img
     alerts: list[Alert] = []
@@ -151,8 +147,7 @@ def replay(
             size = (image.shape[1], image.shape[0])
             polygons = events.rules.polygons(size)
             model_in, offset = model_input(image, cam)
-            dets = detector.detect([model_in])[0]
-            to_frame(dets, offset)
+            dets = model_output(detector.detect([model_in])[0], offset, config)
             analysed += 1
             result = events.update(at, size, dets, image)
             if result.watching:  # keep looking at a tracked object, whatever the motion says

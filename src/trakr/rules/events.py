@@ -65,6 +65,7 @@ import supervision as sv
 
 from trakr.config import CameraConfig
 from trakr.evidence import annotate, encode_jpeg, objects_of, safe_name, write_atomic
+from trakr.rules.derived import Deriver, with_derived
 from trakr.rules.geometry import FOOT, GroundPlane, close_pairs_m, close_pairs_px, line_zone, take
 from trakr.rules.options import EventOptions
 from trakr.rules.tracking import CameraTracker
@@ -206,8 +207,11 @@ class CameraEvents:
         roi_enabled: bool = True,
         alerts_enabled: bool = True,
         id_factory: Callable[[], str] | None = None,
+        derivers: Sequence[Deriver] = (),
     ):
         self.cam = cam
+        self.derivers = list(derivers)
+        """Second looks after tracking (PPE association, crop classifiers, faces): their rows are triggers too."""
         self.options = options or EventOptions()
         self.rules = CameraRules(cam, roi_enabled=roi_enabled)
         self.tracker = CameraTracker(self.options)
@@ -240,6 +244,8 @@ class CameraEvents:
     ) -> FrameEvents:
         """Track ``detections`` of a ``size=(w, h)`` frame captured at ``at``; the event updates."""
         tracked = self.tracker.update(at, size, detections)
+        if self.derivers:
+            tracked = with_derived(tracked, [d.derive(at, image, tracked) for d in self.derivers])
         hits, watching = self._hits(at, size, tracked)
         updates = self._close(at, stale_only=True)
         for hit in hits:
