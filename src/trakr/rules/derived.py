@@ -46,10 +46,10 @@ def _fill(dets: sv.Detections, keys: dict[str, np.ndarray]) -> sv.Detections:
     n = len(dets)
     data = dict(dets.data)
     for key, like in keys.items():
-        if key not in data:
-            data[key] = np.full(n, "" if like.dtype.kind in "US" else 0, dtype=like.dtype if n else like.dtype)
+        if key not in data:  # same dtype and row shape (a region key holds an (N, 4) array)
+            data[key] = np.zeros((n, *like.shape[1:]), dtype=like.dtype)
             if like.dtype.kind == "O":
-                data[key] = np.array([None] * n, dtype=object)
+                data[key][...] = None
     conf = dets.confidence if dets.confidence is not None else np.ones(n)
     cls = dets.class_id if dets.class_id is not None else np.full(n, -1)
     tid = dets.tracker_id if dets.tracker_id is not None else np.zeros(n, dtype=int)
