@@ -34,13 +34,43 @@ from trakr.types import Alert, AlertSink, local_day
 log = logging.getLogger(__name__)
 
 
+SUB_LABEL, SIMILARITY, REGION, REGION_LABEL = "sub_label", "similarity", "region", "region_label"
+"""Optional ``Detections.data`` keys a second look (:mod:`trakr.rules.derived`) may set on its rows:
+an identity (``sub_label``, e.g. an enrolled person's name) and its ``similarity``, and a
+``region`` (N x 4 xyxy, frame px) the rule looked at with its ``region_label`` (e.g. the head
+region where no helmet was found). They go into the alert record and onto the evidence image."""
+
+
 def objects_of(detections: sv.Detections) -> list[dict]:
-    names = detections.data.get("class_name", np.array([""] * len(detections)))
-    conf = detections.confidence if detections.confidence is not None else np.ones(len(detections))
-    return [
-        {"class_name": str(n), "confidence": round(float(c), 3), "xyxy": [round(float(x), 1) for x in box]}
-        for box, c, n in zip(detections.xyxy, conf, names)
-    ]
+    """One record per detection: class, confidence, box, and the optional second-look fields.
+
+    >>> d = sv.Detections(xyxy=np.array([[0.0, 0, 10, 30]]), confidence=np.array([0.9]),
+    ...                   tracker_id=np.array([7]), data={"class_name": np.array(["unknown_face"]),
+    ...                   "sub_label": np.array([""]), "similarity": np.array([0.21])})
+    >>> objects_of(d)
+    [{'class_name': 'unknown_face', 'confidence': 0.9, 'xyxy': [0.0, 0.0, 10.0, 30.0], 'track_id': 7, 'similarity': 0.21}]
+    """
+    n = len(detections)
+    names = detections.data.get("class_name", np.array([""] * n))
+    conf = detections.confidence if detections.confidence is not None else np.ones(n)
+    out = []
+    for i, (box, c, name) in enumerate(zip(detections.xyxy, conf, names)):
+        obj: dict = {
+            "class_name": str(name),
+            "confidence": round(float(c), 3),
+            "xyxy": [round(float(x), 1) for x in box],
+        }
+        if detections.tracker_id is not None and int(detections.tracker_id[i]) > 0:
+            obj["track_id"] = int(detections.tracker_id[i])
+        for key in (SUB_LABEL, REGION_LABEL):
+            if key in detections.data and str(detections.data[key][i]):
+                obj[key] = str(detections.data[key][i])
+        if SIMILARITY in detections.data and float(detections.data[SIMILARITY][i]) != 0.0:
+            obj[SIMILARITY] = round(float(detections.data[SIMILARITY][i]), 3)
+        if REGION in detections.data and np.any(detections.data[REGION][i]):
+            obj[REGION] = [round(float(x), 1) for x in detections.data[REGION][i]]
+        out.append(obj)
+    return out
 
 
 def annotate(
