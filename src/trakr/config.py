@@ -386,7 +386,9 @@ class CommonConfig(_Legacy):
     recommendations: dict[str, str] = Field(default_factory=dict, description="Violation -> advice text in alerts.")
     roi_crop_en: int = Field(0, ge=0, le=1, alias="ROI_crop_en", description="Default for cameras' ROI_crop_en.")
     roi_en: Flag = Field(True, alias="ROI_en", description="Apply ROIs (0 = all triggers camera-wide).")
-    batch_size: int = Field(4, ge=1, le=64, description="Frames per detector batch.")
+    batch_size: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = Field(
+        "auto", description="Frames per detector batch, 1-64, or 'auto' (measured once per model and machine)."
+    )
 
 
 # --------------------------------------------------------------------------- trakr's own options

@@ -36,6 +36,7 @@ from trakr.capture.gate import ChangeGate
 from trakr.capture.reader import CameraReader
 from trakr.config import CameraConfig, SysConfig
 from trakr.evidence import AlertStore, annotate, bytes_written, encode_jpeg, objects_of, write_atomic
+from trakr.inference.auto import BatchChoice, batch_size_for
 from trakr.inference.base import Detector
 from trakr.logs import redact
 from trakr.retention import RetentionJanitor
@@ -217,7 +218,10 @@ class Pipeline:
         self.output_dir = Path(output_dir or opts.output.directory)
         self.detector = detector
         self.gate = ChangeGate(**opts.gate.model_dump())
-        self.batcher = Batcher(config.common.batch_size, opts.batch.deadline_ms / 1000.0)
+        configured = config.common.batch_size
+        self.batcher = Batcher(configured if isinstance(configured, int) else 1, opts.batch.deadline_ms / 1000.0)
+        self.batch_choice: BatchChoice | None = None
+        """The batch size in use and where it came from (set by :meth:`start`; ``batch_size: auto`` measures)."""
         self.store = AlertStore(self.output_dir, opts.output.jpeg_quality, list(alert_sinks))
         self.policy = AlertPolicy({}, {})
         self.result_sinks: list[ResultSink] = list(result_sinks)
@@ -305,7 +309,10 @@ class Pipeline:
             fresh = {c.camera_id: c for c in new.cameras}
             self.config = new
             t = new.trakr
-            self.batcher.batch_size = new.common.batch_size
+            if isinstance(new.common.batch_size, int):
+                self.batcher.batch_size = new.common.batch_size
+            elif self.batch_choice is not None and self.batch_choice.source != "config":
+                self.batcher.batch_size = self.batch_choice.batch_size  # 'auto' again: the measured size
             self.batcher.deadline_s = t.batch.deadline_ms / 1000.0
             if self.detector is not None:
                 self.detector.set_thresholds(t.detector.confidence, t.detector.iou)
@@ -363,6 +370,8 @@ class Pipeline:
             from trakr.inference.factory import build_detector
 
             self.detector = build_detector(self.config)
+        self.batch_choice = batch_size_for(self.config.common.batch_size, self.detector)
+        self.batcher.batch_size = self.batch_choice.batch_size
         with self._cam_lock:
             for cam in self.config.cameras:
                 self._cameras[cam.camera_id] = self._make_camera(cam)

@@ -131,7 +131,7 @@ def gate_check(
         images.append(img)
     cap.release()
     t_det = time.perf_counter()
-    bs = max(1, cfg.common.batch_size)
+    bs = cfg.common.batch_size if isinstance(cfg.common.batch_size, int) else 4  # detections only: any size
     dets: list[Any] = []
     for i in range(0, len(images), bs):
         dets.extend(det.detect(images[i : i + bs]))

@@ -33,6 +33,7 @@ from trakr.bench.figures import percentiles, ratio, rnd, slope_per_min, to_ms
 from trakr.bench.machine import CpuMeter, CpuShare, MachineLoad, load_1m
 from trakr.bench.results import CameraResult, Latency, RunLatency, Sample, TrakrResult
 from trakr.config import SysConfig
+from trakr.inference.auto import BatchChoice
 from trakr.inference.base import Detector
 from trakr.types import BatchResult, CameraSnapshot, PipelineSnapshot
 
@@ -87,14 +88,18 @@ class RunSetup:
     gate: bool
     backend: str
     warmup_s: float = 0.0
+    batch_choice: BatchChoice | None = None
+    """How the pipeline came to its batch size (``batch_size: auto`` measures it)."""
 
     @classmethod
-    def of(cls, cfg: SysConfig, duration: float, warmup: float) -> RunSetup:
+    def of(cls, cfg: SysConfig, duration: float, warmup: float, choice: BatchChoice | None = None) -> RunSetup:
         t = cfg.trakr
+        configured = cfg.common.batch_size
         return cls(
             cameras=len(cfg.cameras),
             duration_s=duration,
-            batch_size=cfg.common.batch_size,
+            batch_size=choice.batch_size if choice is not None else (configured if isinstance(configured, int) else 0),
+            batch_choice=choice,
             deadline_ms=t.batch.deadline_ms,
             imgsz=t.detector.imgsz,
             gate=t.gate.enabled,
@@ -211,6 +216,7 @@ def summarise(
         detector_stats=detector_stats or None,
         load=load or MachineLoad.of(cpu, 0.0, 0.0),
         series=series,
+        batch_choice=setup.batch_choice.to_json() if setup.batch_choice is not None else None,
     )
 
 
@@ -276,4 +282,5 @@ def run_trakr(
         pipeline.stop()
     final = pipeline.snapshot()
     load = MachineLoad.of(cpu, load0, load_1m())
-    return summarise(RunSetup.of(cfg, duration, warmup), start, end, final, rec, cpu, load, det_stats)
+    setup = RunSetup.of(cfg, duration, warmup, pipeline.batch_choice)
+    return summarise(setup, start, end, final, rec, cpu, load, det_stats)

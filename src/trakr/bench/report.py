@@ -32,6 +32,23 @@ def reasons_text(reasons: dict[str, int]) -> str:
     return ", ".join(f"{r} {reasons[r]}" for r in order) or "-"
 
 
+def batch_text(size: int, choice: dict[str, Any] | None) -> str:
+    """The batch size and how it was chosen.
+
+    >>> batch_text(1, {"batch_size": 1, "source": "measured", "ms_per_frame": {"1": 9.5, "2": 9.7}})
+    '1 (auto, measured: 1 9.5, 2 9.7 ms/frame)'
+    >>> batch_text(4, {"batch_size": 4, "source": "config"}), batch_text(2, None)
+    ('4 (config)', '2')
+    """
+    if not choice:
+        return str(size)
+    if choice.get("source") == "config":
+        return f"{size} (config)"
+    ms = choice.get("ms_per_frame") or {}
+    figures = ", ".join(f"{b} {v:.1f}" for b, v in ms.items())
+    return f"{size} (auto, {choice.get('source')}" + (f": {figures} ms/frame)" if figures else ")")
+
+
 def _table(title: str, columns: tuple[str, ...]) -> Table:
     t = Table(title=title)
     for col in columns:
@@ -45,7 +62,7 @@ def run_table(run: RunResult) -> Table:
     detector = f"{t.detector} {t.detector_precision}".strip()
     tab = _table(
         f"trakr, {run.cameras} camera(s), {t.window_s:.0f}s steady window "
-        f"(imgsz {t.imgsz}, batch {t.batch_size}, deadline {t.deadline_ms:g} ms, "
+        f"(imgsz {t.imgsz}, batch {batch_text(t.batch_size, t.batch_choice)}, deadline {t.deadline_ms:g} ms, "
         f"gate {'on' if t.gate else 'off'}, detector {detector})",
         (
             "camera",

@@ -170,11 +170,15 @@ class TrakrResult:
     detector_stats: dict[str, float] | None
     load: MachineLoad
     series: list[Sample]
+    batch_choice: dict[str, Any] | None = None
+    """How the batch size was chosen (:meth:`trakr.inference.auto.BatchChoice.to_json`)."""
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
         for name in self.__dataclass_fields__:
             v = getattr(self, name)
+            if v is None and name == "batch_choice":
+                continue
             if name == "cpu":
                 d.update(v.to_json())
             elif name == "per_camera":

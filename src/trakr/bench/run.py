@@ -92,7 +92,7 @@ def _one_count(
             progress("raw model throughput (detector alone, preloaded frames)")
             det = local_detector(cfg)
             try:
-                raw = measure_raw(det, load_frames(), sorted({1, 2, 4, 8, cfg.common.batch_size}), opts.raw_seconds)
+                raw = measure_raw(det, load_frames(), sorted({1, 2, 4, 8, trakr.batch_size or 1}), opts.raw_seconds)
             finally:
                 det.close()
         naive = None

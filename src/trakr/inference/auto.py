@@ -12,6 +12,15 @@ versions), so a later start reuses it at once and a new model, CPU or package ve
 again. A choice measured while the machine was overloaded (1-min load above its core count) is
 provisional: the next start measures again. A backend that fails to load is logged and left out.
 
+``batch_size: auto`` (the default of ``common.batch_size``; a number set in the config is used as
+it is) works the same way: at first start the chosen detector runs ``detect()`` on camera-sized
+frames at batch 1, 2, 4 and 8, the sizes taking turns, and the pipeline takes the smallest batch
+that no bigger one beats by more than 5 % per frame (a batch holds every frame's result until the
+whole batch is done). The choice is logged once and cached in ``batch-choice.json`` beside the
+backend choice, keyed by model, backend, precision, size, threads and machine. Threads are not
+picked here: alone, the model always runs fastest on every core; what the decode threads cost it
+only shows in the pipeline (``trakr bench --threads``).
+
 Example:
     >>> key = choice_key("0123abcd", imgsz=416, threads=2, providers=None, precision="auto")
     >>> key.startswith("0123abcd/416/2/")
@@ -30,12 +39,13 @@ import platform
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from trakr.inference.base import INT8_METADATA, LocalDetector, model_file, model_id, model_metadata, to_tensor
+from trakr.inference.base import INT8_METADATA, Detector, LocalDetector, model_file, model_id, model_metadata, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -240,3 +250,158 @@ def build_fastest(
 def _figures(ms: dict[str, float], load: float | None) -> str:
     text = ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(ms.items(), key=lambda kv: kv[1]))
     return text + (f" (1-min load {load})" if load is not None else "")
+
+
+# ------------------------------------------------------------------------------ batch_size: auto
+
+BATCH_CACHE_FILE = "batch-choice.json"
+BATCH_CANDIDATES = (1, 2, 4, 8)
+BATCH_ROUNDS = 5
+BATCH_TOLERANCE = 0.05
+"""A bigger batch is taken only when it is more than this share faster per frame than every
+smaller one: a batch of ``b`` holds each frame's result until ``b`` frames are done."""
+REMOTE_BATCH_SIZE = 4
+"""``batch_size: auto`` with a remote backend (Redis workers): a batch amortises one round trip;
+nothing here can measure the workers' machine."""
+
+
+@dataclass(frozen=True)
+class BatchChoice:
+    """The batch size the pipeline uses, and where it came from."""
+
+    batch_size: int
+    source: str
+    """``config`` (set in the config), ``measured``, ``cached`` (a measurement of an earlier start)
+    or ``remote`` (Redis workers: :data:`REMOTE_BATCH_SIZE`)."""
+    ms_per_frame: dict[int, float] = field(default_factory=dict)
+    """Median ms per frame of ``detect()`` at each batch size measured."""
+    load_1min: float | None = None
+
+    def describe(self) -> str:
+        """``"1 (auto, measured: batch 1 9.8 ms/frame, ...)"``: for the log, the bench and the console."""
+        if self.source == "config":
+            return f"{self.batch_size} (config)"
+        if self.source == "remote":
+            return f"{self.batch_size} (auto, remote backend default)"
+        figures = ", ".join(f"batch {b} {ms:.1f}" for b, ms in sorted(self.ms_per_frame.items()))
+        return f"{self.batch_size} (auto, {self.source}: {figures} ms/frame)"
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"batch_size": self.batch_size, "source": self.source}
+        if self.ms_per_frame:
+            d["ms_per_frame"] = {str(b): v for b, v in sorted(self.ms_per_frame.items())}
+        if self.load_1min is not None:
+            d["load_1min"] = self.load_1min
+        return d
+
+
+def batch_cache_path() -> Path:
+    """``$TRAKR_CACHE/batch-choice.json`` (beside the backend choice)."""
+    return cache_path().with_name(BATCH_CACHE_FILE)
+
+
+def batch_key(detector: LocalDetector, info: dict | None = None) -> str:
+    """Cache key of a batch choice: the model, the backend as it runs (precision, size, threads)
+    and the machine."""
+    m = info if info is not None else machine()
+    threads = getattr(detector, "threads", 0) or os.cpu_count() or 1
+    return (
+        f"{model_id(detector.model_path)}/{detector.backend}/{detector.precision}/{detector.imgsz}/{threads}"
+        f"/{m['cpu']}/{m['cores']}/{m['onnxruntime']}/ov-{m['openvino']}"
+    )
+
+
+def _probe_frames(n: int) -> list[np.ndarray]:
+    """``n`` deterministic camera-sized textured frames (768x576, the sample cameras' size)."""
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 256, (576, 768, 3), dtype=np.uint8)
+    return [np.roll(base, 8 * i, axis=1) for i in range(n)]
+
+
+def measure_batches(
+    detector: LocalDetector, sizes: tuple[int, ...] = BATCH_CANDIDATES, rounds: int = BATCH_ROUNDS
+) -> dict[int, float]:
+    """Median ms per frame of ``detector.detect()`` (letterbox, model, NMS) at each batch size,
+    the sizes taking turns so that load from other work hits them alike."""
+    frames = _probe_frames(max(sizes))
+    for b in sizes:  # warm-up: allocations, per-shape compilation
+        detector.detect(frames[:b])
+    times: dict[int, list[float]] = {b: [] for b in sizes}
+    for _ in range(rounds):
+        for b in sizes:
+            t0 = time.perf_counter()
+            detector.detect(frames[:b])
+            times[b].append((time.perf_counter() - t0) * 1000 / b)
+    return {b: round(statistics.median(ts), 2) for b, ts in times.items()}
+
+
+def pick_batch(ms_per_frame: dict[int, float], tolerance: float = BATCH_TOLERANCE) -> int:
+    """The smallest batch size no bigger one beats by more than ``tolerance`` per frame.
+
+    >>> pick_batch({1: 10.0, 2: 9.8, 4: 9.7, 8: 9.9})
+    1
+    >>> pick_batch({1: 10.0, 2: 8.0, 4: 7.9, 8: 6.0})
+    8
+    """
+    sizes = sorted(ms_per_frame)
+    best = sizes[0]
+    for b in sizes[1:]:
+        if ms_per_frame[b] < ms_per_frame[best] * (1 - tolerance):
+            best = b
+    return best
+
+
+def choose_batch_size(
+    detector: LocalDetector, sizes: tuple[int, ...] = BATCH_CANDIDATES, max_load: float | None = None
+) -> BatchChoice:
+    """The batch size for ``detector`` on this machine: cached, else measured now and cached.
+
+    A measurement taken while the machine was overloaded (1-min load above ``max_load``, default
+    its core count) is provisional: the next start measures again."""
+    key = batch_key(detector)
+    cache = batch_cache_path()
+    cached = _read_cache(cache).get(key)
+    limit = max_load if max_load is not None else float(os.cpu_count() or 1)
+    if isinstance(cached, dict) and float(cached.get("load_1min") or 0) <= limit:
+        try:
+            size = int(cached["batch_size"])
+            ms = {int(b): float(v) for b, v in cached.get("ms_per_frame", {}).items()}
+        except (KeyError, TypeError, ValueError):
+            log.warning("ignoring a malformed batch choice in %s", cache)
+        else:
+            if size >= 1:
+                return BatchChoice(size, "cached", ms, cached.get("load_1min"))
+    load = round(os.getloadavg()[0], 2)
+    ms = measure_batches(detector, sizes)
+    choice = BatchChoice(pick_batch(ms), "measured", ms, load)
+    entry = {
+        "batch_size": choice.batch_size,
+        "ms_per_frame": {str(b): v for b, v in ms.items()},
+        "load_1min": load,
+        "backend": detector.backend,
+        "precision": detector.precision,
+        "imgsz": detector.imgsz,
+        "model": detector.model_path.name,
+        "machine": machine(),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    _write_cache(cache, key, entry)
+    return choice
+
+
+def batch_size_for(configured: int | str, detector: Detector) -> BatchChoice:
+    """What ``common.batch_size`` means for this detector: an int as it is; ``"auto"`` measured
+    on an in-process detector (cached per model and machine), :data:`REMOTE_BATCH_SIZE` for a
+    remote one. Logs the choice once."""
+    if isinstance(configured, int):
+        return BatchChoice(configured, "config")
+    if not isinstance(detector, LocalDetector):
+        choice = BatchChoice(REMOTE_BATCH_SIZE, "remote")
+    else:
+        choice = choose_batch_size(detector)
+    log.info(
+        "batch size auto: %s%s",
+        choice.describe(),
+        f"; cached in {batch_cache_path()}" if choice.source == "measured" else "",
+    )
+    return choice
