@@ -53,6 +53,7 @@ from pydantic import (
     model_validator,
 )
 
+from trakr.faces.options import FaceOptions
 from trakr.logs import redact
 from trakr.rules.options import Calibration, DwellRule, EventOptions, LineRule, OccupancyRule
 
@@ -168,11 +169,34 @@ def _parse_polygon(value: Any) -> Any:
 
 
 def _parse_triggers(value: Any) -> Any:
+    """Colon-separated triggers, or a list. In a string, ``face`` joins the name after it
+    (``"person:face:Asha Rao"`` -> ``["person", "face:Asha Rao"]``); a name holding ``:`` needs
+    the list form (``["face:A:B"]``).
+
+    >>> _parse_triggers("person:face:Asha Rao:unknown_face")
+    ['person', 'face:Asha Rao', 'unknown_face']
+    >>> _parse_triggers('["person", "face:R2:D2"]')
+    ['person', 'face:R2:D2']
+    """
     value = _na_to_none(value)
     if value is None:
         return []
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError(f"not a JSON list of triggers: {_show(value)}") from None
     if isinstance(value, str):
-        return [t.strip() for t in value.split(":") if t.strip()]
+        tokens = [t.strip() for t in value.split(":") if t.strip()]
+        out: list[str] = []
+        for t in tokens:
+            if out and out[-1] == "face":
+                out[-1] = f"face:{t}"
+            else:
+                out.append(t)
+        if out and out[-1] == "face":
+            raise ValueError("'face' needs a name after it: face:<name>")
+        return out
     return value
 
 
@@ -276,6 +300,7 @@ class CameraConfig(_Legacy):
     sd_min_m: float | None = Field(
         None, gt=0, le=1000, description="Social distancing in metres (with calibration); else the pixel limits."
     )
+    faces: Flag = Field(False, description="Run face recognition on this camera (needs a face trigger).")
 
     @field_validator("roi_config", mode="before")
     @classmethod
@@ -606,6 +631,7 @@ class TrakrOptions(_Options):
     metrics: MetricsOptions = Field(default_factory=MetricsOptions, description="Prometheus metrics.")
     ui: UiOptions = Field(default_factory=UiOptions, description="Web console.")
     events: EventOptions = Field(default_factory=EventOptions, description="Tracking and events.")
+    faces: FaceOptions = Field(default_factory=FaceOptions, description="Face recognition (docs/faces.md).")
 
 
 # --------------------------------------------------------------------------- whole file

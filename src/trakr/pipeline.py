@@ -36,6 +36,7 @@ from trakr.capture.gate import ChangeGate
 from trakr.capture.reader import CameraReader
 from trakr.config import CameraConfig, SysConfig
 from trakr.evidence import AlertStore, annotate, bytes_written, encode_jpeg, objects_of, write_atomic
+from trakr.faces.crops import save_face_crop
 from trakr.inference.auto import BatchChoice, batch_size_for
 from trakr.inference.base import Detector
 from trakr.logs import redact
@@ -135,6 +136,10 @@ def model_output(detections: sv.Detections, offset: tuple[int, int], config: Sys
 def make_derivers(config: SysConfig, cam: CameraConfig) -> list[Deriver]:
     """The second looks (:mod:`trakr.rules.derived`) camera ``cam`` needs, from config."""
     derivers: list[Deriver] = []
+    from trakr.faces.stage import make_face_stage  # faces (docs/faces.md): models shared by all cameras
+
+    if (faces := make_face_stage(config, cam)) is not None:
+        derivers.append(faces)
     return derivers
 
 
@@ -600,6 +605,8 @@ class Pipeline:
         cam = job.camera
         for alert, v in zip(job.alerts, job.violations):
             image = job.frame.image if cam.sav_vio_img else None
+            if image is not None and cam.faces:  # the face crop as evidence, beside the alert's image
+                save_face_crop(self.output_dir, alert, image, self.config.trakr.output.jpeg_quality)
             self._store_alert(PendingAlert(alert, image, v.detections, job.polygons, cam.label))
         try:
             self._save_all(job)

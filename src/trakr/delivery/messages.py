@@ -88,7 +88,23 @@ def alert_values(alert: Alert, key: str) -> dict:
         "image": Path(alert.evidence_image).name if alert.evidence_image else "",
         "captured_at": iso_utc(alert.captured_at),
         "delay_s": round(alert.created_at - alert.captured_at, 3),
+        **face_values(alert),
     }
+
+
+def face_values(alert: Alert) -> dict:
+    """Flat face fields of a face alert (``unknown_face`` / ``face:<name>``), else nothing.
+
+    >>> a = Alert("a1", 1, "gate", "door", "face:Asha Rao", 0.0, 0.1, "", [
+    ...     {"class_name": "face:Asha Rao", "sub_label": "Asha Rao", "similarity": 0.61}], (64, 48))
+    >>> face_values(a)
+    {'face_name': 'Asha Rao', 'face_known': True, 'face_similarity': 0.61}
+    """
+    if alert.violation != "unknown_face" and not alert.violation.startswith("face:"):
+        return {}
+    obj = next((o for o in alert.objects if "sub_label" in o or "similarity" in o or "region" in o), {})
+    name = obj.get("sub_label") or ""
+    return {"face_name": name or "unknown", "face_known": bool(name), "face_similarity": obj.get("similarity", 0.0)}
 
 
 def alert_messages(alert: Alert, config: SysConfig) -> list[OutMessage]:
@@ -133,6 +149,22 @@ def alert_messages(alert: Alert, config: SysConfig) -> list[OutMessage]:
                 image,
             )
         )
+    face_image = alert.extra.get("face_image")
+    if face_image and c.alert_storage_ip:  # the face crop of a face alert (trakr.faces.crops)
+        crop = Path(face_image)
+        face_fields = {
+            "alert_id": alert.alert_id,
+            "camera_id": alert.camera_id,
+            "camera_name": alert.camera_name,
+            "roi": alert.roi or "",
+            "violation": alert.violation,
+            "captured_at": iso_utc(alert.captured_at),
+            "ts": ts,
+            "kind": "face",
+            **face_values(alert),
+        }
+        payload = {"filename": crop.name, "fields": face_fields}
+        out.append(OutMessage(f"face-image:{alert.alert_id}", "up:alert", "alert_image", payload, crop))
     return out
 
 
