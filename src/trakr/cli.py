@@ -25,6 +25,7 @@ from rich.table import Table
 
 from trakr.config import ConfigReport, Problem, SysConfig, load_config, parse_config, trigger_warnings
 from trakr.devtools.demo import default_config_raw
+from trakr.faces.cli import faces_app
 from trakr.logs import redact, setup_logging
 from trakr.supervisor import supervise
 from trakr.types import PipelineSnapshot
@@ -471,6 +472,7 @@ def worker(
 
 model_app = typer.Typer(no_args_is_help=True, help="Model tools.")
 app.add_typer(model_app, name="model")
+app.add_typer(faces_app, name="faces")  # enrol/list/remove/identify (docs/faces.md)
 
 
 @model_app.command("quantize")
