@@ -26,6 +26,7 @@ from rich.table import Table
 from trakr.config import ConfigReport, Problem, SysConfig, load_config, parse_config, trigger_warnings
 from trakr.devtools.demo import default_config_raw
 from trakr.faces.cli import faces_app
+from trakr.faces.cli import faces_app
 from trakr.logs import redact, setup_logging
 from trakr.supervisor import supervise
 from trakr.types import PipelineSnapshot
@@ -258,6 +259,15 @@ def run(
     from trakr.inference.factory import build_detector
     from trakr.pipeline import Pipeline
 
+    if any(c.faces for c in cfg.cameras):  # the bundled face models need the licence acknowledged
+        from trakr.faces.models import FaceModelError
+        from trakr.faces.stage import check_licence
+
+        try:
+            check_licence(cfg.trakr.faces)
+        except FaceModelError as e:
+            err.print(f"[red]refusing to run[/]: {escape(str(e))}")
+            raise typer.Exit(2) from None
     try:
         detector = build_detector(cfg)
     except Exception as e:  # a missing model file or an unusable provider: say so, don't trace
@@ -472,6 +482,7 @@ def worker(
 
 model_app = typer.Typer(no_args_is_help=True, help="Model tools.")
 app.add_typer(model_app, name="model")
+app.add_typer(faces_app, name="faces")  # enrol/list/remove/identify (docs/faces.md)
 app.add_typer(faces_app, name="faces")  # enrol/list/remove/identify (docs/faces.md)
 
 
