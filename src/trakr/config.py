@@ -453,10 +453,24 @@ class GateOptions(_Options):
     """Change gate: skip frames that did not change (measured defaults, see docs/gate.md)."""
 
     enabled: bool = Field(True, description="Turn the change gate on.")
-    width: int = Field(160, ge=16, le=4096, description="Width of the grayscale copy compared.")
+    width: int = Field(
+        160, ge=16, le=4096, description="Compared grey copy costs at most width x 3/4 width px (4:3 frame: this wide)."
+    )
     pixel_threshold: int = Field(25, ge=1, le=255, description="Grey-level difference that counts as changed.")
-    area_threshold: float = Field(0.02, ge=0, le=1, description="Changed fraction of the frame that passes it.")
+    area_threshold: float = Field(
+        0.02, ge=0, le=1, description="Changed fraction of the watched region that passes (or min_object_px's share)."
+    )
     keyframe_s: float = Field(5.0, gt=0, le=3600, description="Pass a frame at least this often per camera.")
+    min_object_px: tuple[float, float] = Field(
+        (12.0, 30.0), description="[w, h] of the smallest object that must pass, in px of a 576-line frame (scaled)."
+    )
+
+    @field_validator("min_object_px")
+    @classmethod
+    def _object_size(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(1 <= x <= 4096 for x in v):
+            raise ValueError(f"min_object_px sides must be 1..4096 px, got {list(v)}")
+        return v
 
 
 class BatchOptions(_Options):

@@ -143,6 +143,27 @@ def make_derivers(config: SysConfig, cam: CameraConfig) -> list[Deriver]:
     return derivers
 
 
+def gate_region(config: SysConfig, cam: CameraConfig) -> Callable[[tuple[int, int]], list[np.ndarray] | None]:
+    """Where the change gate looks on camera ``cam`` (:meth:`ChangeGate.set_region`): the pixel
+    polygons of the zones its rules watch, per frame size; ``None`` (the whole frame) when a rule
+    watches all of it (a zone without polygon, a counting line) or no rule is set."""
+    rules = CameraRules(cam, roi_enabled=config.common.roi_en)
+    used = {r.roi for r in cam.dwell.values()} | {r.roi for r in cam.occupancy.values()}
+
+    def region(size: tuple[int, int]) -> list[np.ndarray] | None:
+        if cam.lines:
+            return None
+        polygons = []
+        for zone in rules.zones:
+            if zone.triggers or zone.name in used:
+                if zone.polygon is None:
+                    return None
+                polygons.append(scale_polygon(zone.polygon, size))
+        return polygons or None
+
+    return region
+
+
 def make_events(config: SysConfig, cam: CameraConfig, id_factory: Callable[[], str] | None = None) -> CameraEvents:
     """Camera ``cam``'s tracker and event engine, with its derivers; the pipeline and replay share it."""
     return CameraEvents(
@@ -279,6 +300,7 @@ class Pipeline:
             gate=self.gate,
         )
         self._set_policy(cam)
+        self.gate.set_region(cam.camera_id, gate_region(c, cam))
         return _Camera(cam, reader, CameraRules(cam, roi_enabled=c.common.roi_en), self._make_events(cam))
 
     def _make_events(self, cam: CameraConfig) -> CameraEvents | None:
@@ -344,6 +366,7 @@ class Pipeline:
                         entry.rules = CameraRules(cam, roi_enabled=new.common.roi_en)
                         entry.events = self._make_events(cam)
                     self._set_policy(cam)
+                    self.gate.set_region(cid, gate_region(new, cam))
         if restart:
             log.warning("config applied; these options take effect after a restart: %s", ", ".join(restart))
         log.info("config applied: %d cameras", len(new.cameras))

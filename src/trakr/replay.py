@@ -38,7 +38,7 @@ from trakr.capture.sources import open_source
 from trakr.config import CameraConfig, SysConfig, load_config
 from trakr.evidence import AlertStore
 from trakr.inference.base import Detector
-from trakr.pipeline import make_events, model_input, model_output
+from trakr.pipeline import gate_region, make_events, model_input, model_output
 from trakr.rules.events import EventRecord, EventUpdate, alert_for, save_event
 from trakr.types import Alert
 
@@ -105,6 +105,7 @@ def replay(
 
         detector = build_detector(config)
     gate = ChangeGate(**opts.gate.model_dump())
+    gate.set_region(cam.camera_id, gate_region(config, cam))
     store = AlertStore(out, opts.output.jpeg_quality)
     stem = hashlib.sha1(f"{Path(clip).name}:{cam.camera_id}".encode()).hexdigest()[:8]
     serial = iter(range(1, 1 << 62))
