@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -148,7 +149,7 @@ def identify(
     faces = det.detect(img)
     table = Table("x0", "y0", "x1", "y1", "px", "name", "similarity")
     big = [i for i, b in enumerate(faces.xyxy) if min(b[2] - b[0], b[3] - b[1]) >= o.min_face_px]
-    embs, _ = emb.embed(img, faces.data["keypoints"][big])
+    embs, _ = emb.embed(img, np.asarray(faces.data["keypoints"])[big])
     verdicts = dict(zip(big, g.match(embs, o.threshold))) if big else {}
     for i, b in enumerate(faces.xyxy):
         px = int(min(b[2] - b[0], b[3] - b[1]))

@@ -183,13 +183,14 @@ def single_face(
     img = read_photo(path)
     faces = detector.detect(img)
     side = np.minimum(faces.xyxy[:, 2] - faces.xyxy[:, 0], faces.xyxy[:, 3] - faces.xyxy[:, 1])
-    big = faces[side >= min_face_px]
+    keep = side >= min_face_px
+    big = np.asarray(faces.data["keypoints"])[keep]
     if len(big) == 0:
         smaller = f" ({len(faces)} smaller than {min_face_px} px)" if len(faces) else ""
         raise EnrolError(f"{path}: no face found{smaller}; enrol from photos with exactly one clear face")
     if len(big) > 1:
         raise EnrolError(f"{path}: {len(big)} faces found; enrol from photos with exactly one face")
-    emb, _ = embedder.embed(img, big.data["keypoints"])
+    emb, _ = embedder.embed(img, big)
     return emb[0], img
 
 

@@ -299,7 +299,8 @@ class FaceStage:
             return None
         name, sim = e.match(at, emb)[0]
         rel = (fb[i] - np.array([x0, y0, x0, y0], np.float32)) / np.array([bw, bh, bw, bh], np.float32)
-        return Verdict(name, sim, float(faces.confidence[i]), face_quality(side[i], kps), rel)
+        score = float(faces.confidence[i]) if faces.confidence is not None else 1.0
+        return Verdict(name, sim, score, face_quality(side[i], kps), rel)
 
 
 def _place(rel: np.ndarray, box: np.ndarray) -> np.ndarray:
