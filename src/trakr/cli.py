@@ -26,7 +26,6 @@ from rich.table import Table
 from trakr.config import ConfigReport, Problem, SysConfig, load_config, parse_config, trigger_warnings
 from trakr.devtools.demo import default_config_raw
 from trakr.faces.cli import faces_app
-from trakr.faces.cli import faces_app
 from trakr.logs import redact, setup_logging
 from trakr.supervisor import supervise
 from trakr.types import PipelineSnapshot
@@ -483,7 +482,6 @@ def worker(
 model_app = typer.Typer(no_args_is_help=True, help="Model tools.")
 app.add_typer(model_app, name="model")
 app.add_typer(faces_app, name="faces")  # enrol/list/remove/identify (docs/faces.md)
-app.add_typer(faces_app, name="faces")  # enrol/list/remove/identify (docs/faces.md)
 
 
 @model_app.command("quantize")
@@ -550,6 +548,18 @@ def bench(
         "onnx", "--backend", help="onnx (in-process) or redis (a private redis-server and --workers trakr workers)."
     ),
     workers: int = typer.Option(1, "--workers", min=1, help="trakr worker processes for --backend redis."),
+    detectors: Optional[str] = typer.Option(
+        None,
+        "--detectors",
+        help="Run trakr once per in-process backend, e.g. onnxruntime,openvino (default: the config's).",
+    ),
+    peer: Optional[str] = typer.Option(
+        None, "--peer", help="roboflow: also run Roboflow inference's InferencePipeline (own venv) on the same cameras."
+    ),
+    figures: Optional[Path] = typer.Option(
+        None, "--figures", help="Write the README Performance table (markdown) here; refused if the run was not quiet."
+    ),
+    allow_noisy: bool = typer.Option(False, "--allow-noisy", help="Write --figures even if not quiet, marked."),
     naive: bool = typer.Option(True, "--naive/--no-naive", help="Also run the naive one-thread loop."),
     naive_duration: Optional[float] = typer.Option(
         None, "--naive-duration", help="Seconds of the naive loop (default half of --duration, 3-10 s)."
@@ -572,10 +582,13 @@ def bench(
     log_level: str = typer.Option("WARNING", "--log-level", help="Log level of the pipeline during the bench."),
 ) -> None:
     """Measure throughput, latency, CPU and memory against the raw model and a naive loop."""
-    from trakr.bench.run import BenchOptions, parse_cameras, run_bench, tables
+    from trakr.bench.run import BenchOptions, NoisyFigures, parse_cameras, parse_detectors, run_bench, tables
 
     try:
         counts = parse_cameras(cameras)
+        backends = parse_detectors(detectors)
+        if peer not in (None, "roboflow"):
+            raise ValueError(f"--peer takes roboflow (got {peer!r})")
     except ValueError as e:
         err.print(f"[red]error[/]: {e}")
         raise typer.Exit(2) from None
@@ -596,6 +609,10 @@ def bench(
         gate=gate,
         backend=backend,
         workers=workers,
+        detectors=backends,
+        peer=peer,
+        figures=figures,
+        allow_noisy=allow_noisy,
         naive=naive,
         naive_duration=naive_duration,
         raw=raw,
@@ -606,11 +623,22 @@ def bench(
         json_path=json_out,
         command=_command_line(ctx),
     )
-    result = run_bench(opts, progress=lambda msg: err.print(f"[dim]bench:[/] {msg}", highlight=False))
+    refused = None
+    try:
+        result = run_bench(opts, progress=lambda msg: err.print(f"[dim]bench:[/] {msg}", highlight=False))
+    except NoisyFigures as e:
+        result, refused = e.args[1], e.args[0]
     out = console if console.is_terminal else Console(emoji=False, width=150)
     for t in tables(result):
         out.print(t)
-    out.print(f"results: {json_out}" + (f", plot: {plot}" if plot else ""))
+    out.print(
+        f"results: {json_out}"
+        + (f", plot: {plot}" if plot else "")
+        + (f", figures: {figures}" if figures and not refused else "")
+    )
+    if refused:
+        err.print(f"[red]error[/]: {refused}")
+        raise typer.Exit(3)
 
 
 @app.command("replay")

@@ -64,3 +64,12 @@ def test_another_process_counts_as_other_work_and_is_named(tmp_path):
     assert cpu_seconds(burner.cpu_percent, cpu.seconds) >= 0.95
     assert cpu.others_cpu_percent >= burner.cpu_percent
     assert cpu_seconds(cpu.helper_cpu_percent, cpu.seconds) < 0.5
+
+
+def test_a_child_that_ended_during_the_measurement_still_counts_as_a_helper():
+    """Like the peer: a child process that burns CPU and exits before the meter reads."""
+    meter = CpuMeter()
+    burn_then_exit = "import time\nwhile time.process_time() < 1.0:\n    pass\n"
+    subprocess.run([sys.executable, "-c", burn_then_exit], check=True, timeout=120)
+    cpu = meter.read()
+    assert cpu_seconds(cpu.helper_cpu_percent, cpu.seconds) >= 0.95  # so the machine's remainder leaves it out

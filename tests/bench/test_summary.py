@@ -11,8 +11,8 @@ from rich.text import Text
 from trakr.bench.machine import CpuShare, MachineInfo, MachineLoad, OtherProcess
 from trakr.bench.measure import BatchRecord, LatencySample, Recording, RunSetup, summarise
 from trakr.bench.options import parse_cameras
-from trakr.bench.report import tables
-from trakr.bench.results import BenchResult, NaiveLatency, NaiveResult, RawResult, RunResult
+from trakr.bench.report import comparison_rows, figures_markdown, tables
+from trakr.bench.results import BenchResult, Latency, NaiveLatency, NaiveResult, PeerResult, RawResult, RunResult
 from trakr.bench.targets import evaluate_targets, ratios
 from trakr.types import CameraSnapshot, PipelineSnapshot
 
@@ -220,3 +220,29 @@ def test_parse_cameras():
     for bad in ("0", "a", "", "65"):
         with pytest.raises(ValueError, match="--cameras"):
             parse_cameras(bad)
+
+
+def test_trakr_and_the_peer_side_by_side_and_a_failed_peer_said_plainly():
+    result = bench(quiet_load(), quiet_load())
+    ok = PeerResult(2, 57.0, Latency(120.0, 200.0, 260.0), 190.0, 1700.0, {"inference_version": "1.8.3"}, quiet_load())
+    result.runs[0].peer = ok
+    second = dataclasses.replace(result.runs[0], cameras=16, peer=PeerResult.failed(16, "the peer exited with 1: boom"))
+    result.runs.append(second)
+    rows = comparison_rows(result)
+    assert [(r["cameras"], r["system"].split(" (")[0].split(",")[0]) for r in rows] == [
+        (2, "trakr"),
+        (2, "peer: Roboflow inference 1.8.3 InferencePipeline"),
+        (16, "trakr"),
+        (16, "peer"),
+    ]
+    assert (rows[1]["fps"], rows[1]["p50"], rows[1]["p99"], rows[1]["cpu"], rows[1]["rss"]) == (
+        57.0,
+        120.0,
+        260.0,
+        190.0,
+        1700.0,
+    )
+    assert result.to_json()["runs"][0]["peer"]["latency_ms"]["p99"] == 260.0
+    assert "| 16 | peer | failed: the peer exited with 1: boom |" in figures_markdown(result)
+    printed = [str(x) for x in tables(result) if isinstance(x, Text)]
+    assert "peer failed on 16 camera(s): the peer exited with 1: boom" in printed

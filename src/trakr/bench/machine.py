@@ -146,6 +146,12 @@ def _cpu_s(p: psutil.Process) -> float:
     return t.user + t.system
 
 
+def _reaped_s(p: psutil.Process) -> float:
+    """CPU of ``p``'s children that ended and were waited for (a finished peer or worker)."""
+    t = p.cpu_times()
+    return t.children_user + t.children_system
+
+
 def _busy_s(s) -> float:  # noqa: ANN001 - psutil's scputimes
     return s.user + s.nice + s.system + getattr(s, "irq", 0.0) + getattr(s, "softirq", 0.0)
 
@@ -174,6 +180,7 @@ class CpuMeter:
         self.t0 = time.monotonic()
         self.procs0 = _all_processes()
         self.own0 = _cpu_s(self.proc)
+        self.reaped0 = _reaped_s(self.proc)
         self.helpers0 = self._helpers_s()
         self.machine0 = psutil.cpu_times()
 
@@ -200,6 +207,7 @@ class CpuMeter:
             if child.pid not in self.helpers:
                 with contextlib.suppress(psutil.Error):
                     extra_s += _cpu_s(child)
+        extra_s += _reaped_s(self.proc) - self.reaped0  # children that ended (and were waited for) meanwhile
         extra = extra_s / dt
         ours = {self.proc.pid, *self.helpers, *(c.pid for c in self._children())}
         others: list[OtherProcess] = []

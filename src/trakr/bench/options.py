@@ -44,6 +44,15 @@ class BenchOptions:
     gate: bool | None = None
     backend: str = "onnx"
     """``onnx`` (in-process) or ``redis`` (a private redis-server and ``workers`` trakr workers)."""
+    detectors: list[str] | None = None
+    """In-process detector backends to run trakr with, one run each per camera count (e.g.
+    ``["onnxruntime", "openvino"]``); ``None``: the config's (``auto`` resolved once)."""
+    peer: str | None = None
+    """``roboflow``: also run Roboflow ``inference``'s InferencePipeline on the same cameras and model."""
+    figures: Path | None = None
+    """Write the README's Performance table (markdown) here: refused when the run was not quiet,
+    unless ``allow_noisy`` (then every figure is marked)."""
+    allow_noisy: bool = False
     workers: int = 1
     naive: bool = True
     naive_duration: float | None = None
@@ -69,6 +78,27 @@ class BenchOptions:
 
     def to_json(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+DETECTORS = ("onnxruntime", "openvino")
+
+
+def parse_detectors(text: str | None) -> list[str] | None:
+    """``"onnxruntime,openvino"`` -> the list; ``None``/empty -> ``None`` (the config's backend).
+
+    >>> parse_detectors("onnxruntime, openvino"), parse_detectors(None)
+    (['onnxruntime', 'openvino'], None)
+    >>> parse_detectors("tensorrt")
+    Traceback (most recent call last):
+    ...
+    ValueError: --detectors takes onnxruntime, openvino (got 'tensorrt')
+    """
+    if not text:
+        return None
+    vals = [x.strip() for x in text.split(",") if x.strip()]
+    if not vals or any(v not in DETECTORS for v in vals):
+        raise ValueError(f"--detectors takes {', '.join(DETECTORS)} (got {text!r})")
+    return list(dict.fromkeys(vals))
 
 
 def parse_cameras(text: str) -> list[int]:
@@ -98,9 +128,15 @@ def base_config_raw(opts: BenchOptions) -> dict:
 
 
 def bench_config(
-    base: dict, addresses: list[str], opts: BenchOptions, output_dir: Path, extra: ConfigPatch | None = None
+    base: dict,
+    addresses: list[str],
+    opts: BenchOptions,
+    output_dir: Path,
+    extra: ConfigPatch | None = None,
+    detector: str | None = None,
 ) -> SysConfig:
-    """``base`` with its cameras cycled over ``addresses`` (ids 0..N-1, every frame sampled)."""
+    """``base`` with its cameras cycled over ``addresses`` (ids 0..N-1, every frame sampled);
+    ``detector`` replaces the config's detector backend."""
     raw = json.loads(json.dumps(base))
     templates = raw.get("cameras") or [{"Detection": "person", "ROI": "NA"}]
     cams = []
@@ -117,6 +153,8 @@ def bench_config(
     tr.setdefault("capture", {}).update(loop_files=True, realtime_files=True)
     tr.setdefault("output", {})["directory"] = str(output_dir)
     det = tr.setdefault("detector", {})
+    if detector:
+        det["backend"] = detector
     if opts.imgsz:
         det["imgsz"] = opts.imgsz
     if opts.threads is not None:

@@ -10,14 +10,17 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
 from trakr.bench.capture_check import CaptureCheck
+from trakr.bench.figures import ratio
 from trakr.bench.gate_check import GateCheck
-from trakr.bench.results import BenchResult, RawResult, RunResult
+from trakr.bench.machine import MachineLoad
+from trakr.bench.results import BenchResult, PeerResult, RawResult, RunResult, TrakrResult
 
 REASON_ORDER = ("motion", "tracked", "keyframe", "ungated", "skipped")
 
@@ -261,15 +264,170 @@ def capture_table(c: CaptureCheck) -> Table:
     return ct
 
 
+def _system(t: TrakrResult) -> str:
+    return f"trakr, {t.detector or t.backend} {t.detector_precision}".strip() + f" (batch {t.batch_size})"
+
+
+def _peer_system(p: PeerResult) -> str:
+    version = p.details.get("inference_version") or "?"
+    return f"peer: Roboflow inference {version} InferencePipeline, onnxruntime {p.details.get('onnxruntime', '?')}"
+
+
+def _raw_for(result: BenchResult, detector: str) -> RawResult | None:
+    """The raw model of one backend as the detector names itself (``onnxruntime``, ``openvino``)."""
+    for raw in [*result.raw_by_detector.values(), *([result.raw] if result.raw else [])]:
+        if raw.detector == detector:
+            return raw
+    return None
+
+
+def comparison_rows(result: BenchResult) -> list[dict[str, Any]]:
+    """One row per camera count and system (trakr per backend, then the peer): what the README shows."""
+    rows: list[dict[str, Any]] = []
+    peers: list[dict[str, Any]] = []
+    for i, run in enumerate(result.runs):
+        t = run.trakr
+        raw = _raw_for(result, t.detector)
+        rows.append(
+            {
+                "cameras": run.cameras,
+                "system": _system(t),
+                "fps": t.analysed_fps,
+                "p50": t.latency_ms.p50,
+                "p99": t.latency_ms.p99,
+                "cpu": t.cpu.process_cpu_percent,
+                "rss": t.rss_peak_mb,
+                "over_raw": ratio(t.analysed_fps, raw.fps if raw else None),
+                "load": t.load,
+                "error": None,
+            }
+        )
+        p = run.peer
+        if p is not None:
+            raw = _raw_for(result, "onnxruntime")
+            peers.append(
+                {
+                    "cameras": run.cameras,
+                    "system": _peer_system(p) if p.error is None else "peer",
+                    "fps": p.analysed_fps,
+                    "p50": p.latency_ms.p50,
+                    "p99": p.latency_ms.p99,
+                    "cpu": p.cpu_percent,
+                    "rss": p.rss_peak_mb,
+                    "over_raw": ratio(p.analysed_fps, raw.fps if raw else None),
+                    "load": p.load,
+                    "error": p.error,
+                }
+            )
+        last_of_count = i + 1 == len(result.runs) or result.runs[i + 1].cameras != run.cameras
+        if last_of_count:  # the peer after every trakr backend of that camera count
+            rows += peers
+            peers = []
+    return rows
+
+
+def _load_text(load: MachineLoad | None) -> str:
+    if load is None:
+        return "-"
+    return f"{load.others_share:.0%}" if load.quiet else f"{load.others_share:.0%} NOT QUIET"
+
+
+def comparison_table(result: BenchResult) -> Table:
+    """trakr (each backend) and the peer side by side, per camera count."""
+    tab = _table(
+        "side by side: analysed fps, capture→result latency, CPU (percent of one core), peak RSS",
+        ("cameras", "system", "analysed fps", "p50 ms", "p99 ms", "CPU %", "RSS MB", "fps / raw", "others"),
+    )
+    tab.columns[1].justify = "left"
+    for r in comparison_rows(result):
+        if r["error"]:
+            tab.add_row(str(r["cameras"]), r["system"], f"failed: {r['error'][:80]}", *[""] * 6)
+            continue
+        tab.add_row(
+            str(r["cameras"]),
+            r["system"],
+            fmt(r["fps"]),
+            fmt(r["p50"], "{:.0f}"),
+            fmt(r["p99"], "{:.0f}"),
+            fmt(r["cpu"], "{:.0f}"),
+            fmt(r["rss"], "{:.0f}"),
+            fmt(r["over_raw"], "{:.2f}"),
+            _load_text(r["load"]),
+        )
+    return tab
+
+
+class NoisyFigures(RuntimeError):
+    """Figures from a run that other work disturbed: not written (``allow_noisy`` marks them instead).
+    ``args``: the message and the :class:`~trakr.bench.results.BenchResult` (its JSON is written)."""
+
+
+def figures_markdown(result: BenchResult) -> str:
+    """The README's Performance table from one run, with how it was made; noisy figures marked."""
+    m = result.machine
+    lines = [
+        f"<!-- written by `{result.command or 'trakr bench'}`, started {result.started} -->",
+        "",
+        "| cameras | system | analysed fps | p50 ms | p99 ms | CPU % | peak RSS MB | fps / raw model | other load |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in comparison_rows(result):
+        if r["error"]:
+            lines.append(f"| {r['cameras']} | {r['system']} | failed: {r['error'][:120]} | | | | | | |")
+            continue
+        lines.append(
+            f"| {r['cameras']} | {r['system']} | {fmt(r['fps'])} | {fmt(r['p50'], '{:.0f}')} | "
+            f"{fmt(r['p99'], '{:.0f}')} | {fmt(r['cpu'], '{:.0f}')} | {fmt(r['rss'], '{:.0f}')} | "
+            f"{fmt(r['over_raw'], '{:.2f}')} | {_load_text(r['load'])} |"
+        )
+    raws = result.raw_by_detector or ({"": result.raw} if result.raw else {})
+    raw_text = "; ".join(
+        f"{r.detector} {r.detector_precision} {r.fps:.1f} frames/s (batch {r.best_batch}, {r.ms_per_frame:.1f} ms/frame)"
+        for r in raws.values()
+    )
+    opts = result.options
+    lines += [
+        "",
+        f"Raw model (`detect()` alone on preloaded frames): {raw_text or 'not measured'}.",
+        f"Cameras: the sample clip (768x576, 10 fps) as {opts.get('source', 'rtsp')} cameras; "
+        f"{opts.get('duration')} s per run, the first {result.warmup_s:g} s left out; "
+        f"gate {'default' if opts.get('gate') is None else ('on' if opts.get('gate') else 'off')}. "
+        f"Machine: {m.cpu}, {m.cores} cores, {m.memory_gb} GB, Python {m.python}, onnxruntime {m.onnxruntime}. "
+        "CPU % is the process's (100 = one core); 'other load' is the share of the machine that other "
+        "processes used during that measurement.",
+    ]
+    if not result.quiet:
+        lines += ["", "**NOT QUIET: other work loaded the machine during some of these measurements; "
+                  "they are not figures to size hardware by.**"]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def write_figures(result: BenchResult, path: Path, allow_noisy: bool = False) -> None:
+    """Write :func:`figures_markdown` to ``path``; refuse (:class:`NoisyFigures`) when the run was
+    not quiet, unless ``allow_noisy`` (every noisy figure is then marked in the file)."""
+    if not result.quiet and not allow_noisy:
+        raise NoisyFigures(
+            f"not writing {path}: other work loaded the machine during the run "
+            "(see the warnings; rerun on a quiet machine, or pass --allow-noisy to write them marked)",
+            result,
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(figures_markdown(result))
+
+
 def noise_warnings(result: BenchResult) -> list[str]:
     """One plain line per measurement taken while other processes used more than the quiet share."""
     out = []
     for run in result.runs:
-        for what, m in (("trakr", run.trakr), ("naive loop", run.naive)):
-            if m is not None and not m.load.quiet:
-                out.append(f"warning: {run.cameras} camera(s), {what}: not quiet: {m.load.describe()}")
-    if result.raw is not None and result.raw.load is not None and not result.raw.load.quiet:
-        out.append(f"warning: raw model: not quiet: {result.raw.load.describe()}")
+        t = run.trakr
+        for what, m in ((f"trakr ({t.detector or t.backend})", t), ("naive loop", run.naive), ("peer", run.peer)):
+            load = getattr(m, "load", None)
+            if load is not None and not load.quiet:
+                out.append(f"warning: {run.cameras} camera(s), {what}: not quiet: {load.describe()}")
+    raws = {id(r): r for r in [*result.raw_by_detector.values(), *([result.raw] if result.raw else [])]}
+    for raw in raws.values():
+        if raw.load is not None and not raw.load.quiet:
+            out.append(f"warning: raw model ({raw.detector}): not quiet: {raw.load.describe()}")
     if out:
         out.append("warning: figures from a busy machine are not figures; rerun on a quiet one before publishing")
     return out
@@ -279,8 +437,13 @@ def tables(result: BenchResult) -> list[Any]:
     """Everything to print, in order: per-run tables, summary, references, raw model, checks, warnings."""
     out: list[Any] = [run_table(run) for run in result.runs]
     out += [summary_table(result), references_table(result)]
-    if result.raw is not None:
-        out.append(raw_table(result.raw))
+    if len(result.raw_by_detector) > 1 or any(run.peer is not None for run in result.runs):
+        out.append(comparison_table(result))
+    for run in result.runs:
+        if run.peer is not None and run.peer.error:
+            out.append(Text(f"peer failed on {run.cameras} camera(s): {run.peer.error}", style="bold red"))
+    for raw in result.raw_by_detector.values() or ([result.raw] if result.raw else []):
+        out.append(raw_table(raw))
     if result.gate_check is not None:
         out.append(gate_table(result.gate_check))
     if result.capture_check is not None:

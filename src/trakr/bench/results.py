@@ -217,6 +217,60 @@ class NaiveResult:
 
 
 @dataclass
+class PeerResult:
+    """The peer over its steady window (the figures its script measured)."""
+
+    cameras: int
+    analysed_fps: float | None
+    latency_ms: Latency
+    cpu_percent: float | None
+    """The peer process, percent of one core."""
+    rss_peak_mb: float | None
+    """The peer process and its children, peak."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """Everything else the script reported (versions, batches, model ms/frame, start-up times)."""
+    load: MachineLoad | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], load: MachineLoad | None = None) -> PeerResult:
+        lat = d.get("latency_ms") or {}
+        core = {"cameras", "analysed_fps", "latency_ms", "cpu_percent", "rss_peak_mb"}
+        return cls(
+            cameras=int(d.get("cameras") or 0),
+            analysed_fps=d.get("analysed_fps"),
+            latency_ms=Latency(p50=lat.get("p50"), p95=lat.get("p95"), p99=lat.get("p99")),
+            cpu_percent=d.get("cpu_percent"),
+            rss_peak_mb=d.get("rss_peak_mb"),
+            details={k: v for k, v in d.items() if k not in core},
+            load=load,
+        )
+
+    @classmethod
+    def failed(cls, cameras: int, error: str) -> PeerResult:
+        return cls(cameras, None, Latency(None, None, None), None, None, error=error)
+
+    @property
+    def quiet(self) -> bool:
+        return self.load is None or self.load.quiet
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "cameras": self.cameras,
+            "analysed_fps": self.analysed_fps,
+            "latency_ms": self.latency_ms.to_json(),
+            "cpu_percent": self.cpu_percent,
+            "rss_peak_mb": self.rss_peak_mb,
+            **self.details,
+        }
+        if self.load is not None:
+            d["load"] = self.load.to_json()
+        if self.error is not None:
+            d["error"] = self.error
+        return d
+
+
+@dataclass
 class Ratios:
     trakr_over_raw: float | None = None
     trakr_over_raw_same_batch: float | None = None
@@ -279,15 +333,23 @@ class RunResult:
     ratios: Ratios
     targets: Targets
     naive: NaiveResult | None = None
+    peer: PeerResult | None = None
+    """The peer on the same cameras (``--peer``; once per camera count, beside the first detector's run)."""
 
     @property
     def quiet(self) -> bool:
-        return self.trakr.load.quiet and (self.naive is None or self.naive.load.quiet)
+        return (
+            self.trakr.load.quiet
+            and (self.naive is None or self.naive.load.quiet)
+            and (self.peer is None or self.peer.quiet)
+        )
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"cameras": self.cameras, "trakr": self.trakr.to_json()}
         if self.naive is not None:
             d["naive"] = self.naive.to_json()
+        if self.peer is not None:
+            d["peer"] = self.peer.to_json()
         d["ratios"] = self.ratios.to_json()
         d["targets"] = self.targets.to_json()
         d["quiet"] = self.quiet
@@ -306,6 +368,9 @@ class BenchResult:
     warmup_s: float
     runs: list[RunResult] = field(default_factory=list)
     raw: RawResult | None = None
+    """The raw model of the first detector backend (the published format)."""
+    raw_by_detector: dict[str, RawResult] = field(default_factory=dict)
+    """The raw model of every detector backend the runs used (``--detectors``)."""
     gate_check: GateCheck | None = None
     capture_check: CaptureCheck | None = None
     plot: str | None = None
@@ -313,7 +378,9 @@ class BenchResult:
     @property
     def quiet(self) -> bool:
         """Every measurement ran on a quiet machine."""
-        return all(r.quiet for r in self.runs) and (self.raw is None or self.raw.quiet)
+        return all(r.quiet for r in self.runs) and all(
+            r.quiet for r in [*([self.raw] if self.raw else []), *self.raw_by_detector.values()]
+        )
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -328,6 +395,8 @@ class BenchResult:
             v = getattr(self, name)
             if v is not None:
                 d[name] = v.to_json()
+        if len(self.raw_by_detector) > 1:
+            d["raw_by_detector"] = {k: v.to_json() for k, v in self.raw_by_detector.items()}
         if self.plot is not None:
             d["plot"] = self.plot
         d["quiet"] = self.quiet

@@ -8,21 +8,28 @@ For each camera count N in ``--cameras``:
    ``--warmup``: per-camera capture / analysed fps, gate decisions by reason, slot drops; batch
    fill, model ms per frame, detector busy fraction and precision; p50/p95/p99 capture→result
    latency; CPU and peak RSS (``--plot`` draws them over time).
+   With ``--detectors onnxruntime,openvino`` once per backend, on the same cameras.
 2. **naive loop** (:mod:`trakr.bench.references`): one thread reading each camera in turn and
    running the model on every frame.
+3. **peer** (``--peer roboflow``, :mod:`trakr.bench.peer`): Roboflow ``inference``'s
+   InferencePipeline, in its own virtualenv, running the same model on the same cameras.
 
-and once per bench the **raw model throughput** (the detector alone on preloaded frames, at batch
-sizes 1, 2, 4, 8 and the configured one), and optionally ``--gate-check``
+and once per detector backend the **raw model throughput** (the detector alone on preloaded
+frames, at batch sizes 1, 2, 4, 8 and the one the pipeline used), and optionally ``--gate-check``
 (:mod:`trakr.bench.gate_check`) and ``--capture-check`` (:mod:`trakr.bench.capture_check`).
+Measurements run one after the other, never side by side.
 
 Every measurement records the machine's load (:mod:`trakr.bench.machine`); one taken while other
 processes used more than 10 % of the machine is marked ``"quiet": false`` and the report warns.
 Everything goes into a JSON file (``--json``, :class:`~trakr.bench.results.BenchResult`); rich
-tables are printed (:mod:`trakr.bench.report`).
+tables are printed (:mod:`trakr.bench.report`); ``--figures FILE`` writes the README's
+Performance table, and refuses to when the run was not quiet (``--allow-noisy`` writes it with
+every noisy figure marked).
 
-The command docs/performance.md shows::
+The figures command of docs/performance.md::
 
-    trakr bench --cameras 1,2,4,8 --duration 20 --plot bench.png --gate-check --capture-check
+    trakr bench --cameras 1,4,8,16 --duration 20 --no-gate --detectors onnxruntime,openvino \
+        --peer roboflow --no-naive --json docs/performance.json --figures docs/performance-table.md
 
 Example (no camera counts: only the machine is described)::
 
@@ -45,11 +52,19 @@ from trakr.bench.capture_check import capture_check
 from trakr.bench.gate_check import gate_check
 from trakr.bench.machine import machine_info
 from trakr.bench.measure import run_trakr
-from trakr.bench.options import BenchOptions, ConfigPatch, base_config_raw, bench_config, parse_cameras
+from trakr.bench.options import (
+    BenchOptions,
+    ConfigPatch,
+    base_config_raw,
+    bench_config,
+    parse_cameras,
+    parse_detectors,
+)
+from trakr.bench.peer import PEERS, PeerError, ensure_peer, run_peer
 from trakr.bench.plot import plot
 from trakr.bench.references import measure_raw, run_naive
-from trakr.bench.report import tables
-from trakr.bench.results import BenchResult, RawResult, RunResult
+from trakr.bench.report import NoisyFigures, tables, write_figures
+from trakr.bench.results import BenchResult, PeerResult, RawResult, RunResult
 from trakr.bench.sources import (
     camera_sources,
     load_frames,
@@ -59,8 +74,9 @@ from trakr.bench.sources import (
     use_tcp_for_opencv_rtsp,
 )
 from trakr.bench.targets import evaluate_targets, ratios
+from trakr.config import SysConfig
 
-__all__ = ["BenchOptions", "parse_cameras", "run_bench", "tables"]  # what the CLI uses
+__all__ = ["BenchOptions", "NoisyFigures", "parse_cameras", "parse_detectors", "run_bench", "tables"]  # the CLI's
 
 Progress = Callable[[str], None]
 
@@ -71,42 +87,95 @@ def _one_count(
     base: dict,
     patch: ConfigPatch | None,
     helper_pids: list[int],
-    raw: RawResult | None,
+    raws: dict[str, RawResult],
     progress: Progress,
-) -> tuple[RunResult, RawResult | None]:
-    """trakr, then (once) the raw model, then the naive loop, on ``n`` cameras."""
+    peer_python: Path | None = None,
+) -> list[RunResult]:
+    """On ``n`` cameras: trakr with each detector backend (and once per backend the raw model),
+    then the naive loop and the peer on the same cameras."""
     warmup = opts.warmup_s()
+    runs: list[RunResult] = []
     with (
         camera_sources(n, opts.source) as (addresses, server),
         tempfile.TemporaryDirectory(prefix="trakr-bench-") as out,
     ):
-        cfg = resolve_auto(bench_config(base, addresses, opts, Path(out), patch))
-        d = cfg.trakr
-        progress(
-            f"{n} camera(s): trakr pipeline for {opts.duration:g}s ({opts.source}, imgsz {d.detector.imgsz}, "
-            f"batch {cfg.common.batch_size}, gate {'on' if d.gate.enabled else 'off'}, backend {d.detector.backend})"
-        )
         server_pids = [server.pid] if server is not None and server.pid else []
-        trakr = run_trakr(cfg, opts.duration, warmup, Path(out), server_pids + helper_pids)
-        if opts.raw and raw is None:
-            progress("raw model throughput (detector alone, preloaded frames)")
-            det = local_detector(cfg)
-            try:
-                raw = measure_raw(det, load_frames(), sorted({1, 2, 4, 8, trakr.batch_size or 1}), opts.raw_seconds)
-            finally:
-                det.close()
-        naive = None
+        cfgs: list[SysConfig] = []
+        detectors: list[str | None] = [*opts.detectors] if opts.detectors else [None]
+        for detector in detectors:
+            cfg = resolve_auto(bench_config(base, addresses, opts, Path(out), patch, detector))
+            cfgs.append(cfg)
+            d = cfg.trakr
+            progress(
+                f"{n} camera(s): trakr pipeline for {opts.duration:g}s ({opts.source}, imgsz {d.detector.imgsz}, "
+                f"batch {cfg.common.batch_size}, gate {'on' if d.gate.enabled else 'off'}, backend {d.detector.backend})"
+            )
+            trakr = run_trakr(cfg, opts.duration, warmup, Path(out), server_pids + helper_pids)
+            key = d.detector.backend
+            raw = raws.get(key)
+            if opts.raw and raw is None:
+                progress(f"raw model throughput ({key} alone, preloaded frames)")
+                det = local_detector(cfg)
+                try:
+                    raw = raws[key] = measure_raw(
+                        det, load_frames(), sorted({1, 2, 4, 8, trakr.batch_size or 1}), opts.raw_seconds
+                    )
+                finally:
+                    det.close()
+            runs.append(
+                RunResult(
+                    cameras=n,
+                    trakr=trakr,
+                    naive=None,
+                    ratios=ratios(trakr, raw, None),
+                    targets=evaluate_targets(trakr, raw),
+                )
+            )
+        cfg, first = cfgs[0], runs[0]  # naive loop and peer: once, beside the first backend's run
         if opts.naive:
             progress(f"{n} camera(s): naive loop for {opts.naive_s():g}s")
             det = local_detector(cfg)
             try:
-                naive = run_naive(addresses, det, opts.naive_s(), helper_pids=server_pids)
+                first.naive = run_naive(addresses, det, opts.naive_s(), helper_pids=server_pids)
             finally:
                 det.close()
-    run = RunResult(
-        cameras=n, trakr=trakr, naive=naive, ratios=ratios(trakr, raw, naive), targets=evaluate_targets(trakr, raw)
-    )
-    return run, raw
+            first.ratios = ratios(first.trakr, raws.get(cfg.trakr.detector.backend), first.naive)
+        if peer_python is not None:
+            first.peer = _peer(n, cfg, addresses, opts, peer_python, server_pids, progress)
+    return runs
+
+
+def _peer(
+    n: int,
+    cfg: SysConfig,
+    addresses: list[str],
+    opts: BenchOptions,
+    python: Path,
+    helper_pids: list[int],
+    progress: Progress,
+) -> PeerResult:
+    """The peer on the same cameras with trakr's model, size, threads and thresholds."""
+    from trakr.inference.base import model_file
+
+    d = cfg.trakr.detector
+    threads = d.threads or (os.cpu_count() or 1)
+    progress(f"{n} camera(s): peer ({opts.peer}) for {opts.duration:g}s, onnxruntime {threads} threads")
+    try:
+        return run_peer(
+            python,
+            addresses,
+            model_file(d.model_path),
+            d.imgsz,
+            threads,
+            d.confidence,
+            d.iou,
+            opts.duration,
+            opts.warmup_s(),
+            helper_pids,
+        )
+    except PeerError as e:
+        progress(f"peer failed on {n} camera(s): {e}")
+        return PeerResult.failed(n, str(e))
 
 
 def run_bench(opts: BenchOptions, progress: Progress = lambda s: None) -> BenchResult:
@@ -120,6 +189,13 @@ def run_bench(opts: BenchOptions, progress: Progress = lambda s: None) -> BenchR
         options=opts.to_json(),
         warmup_s=opts.warmup_s(),
     )
+    if opts.peer is not None and opts.peer not in PEERS:
+        raise ValueError(f"unknown peer {opts.peer!r} ({', '.join(PEERS)})")
+    if opts.detectors and opts.backend != "onnx":
+        raise ValueError("--detectors compares in-process backends; it does not combine with --backend redis")
+    if opts.peer and opts.source != "rtsp":
+        raise ValueError("--peer runs on the RTSP cameras: use it with --source rtsp")
+    peer_python = ensure_peer(progress) if opts.peer and opts.cameras else None
     with contextlib.ExitStack() as stack:
         patch: ConfigPatch | None = None
         helper_pids: list[int] = []
@@ -132,8 +208,8 @@ def run_bench(opts: BenchOptions, progress: Progress = lambda s: None) -> BenchR
         elif opts.backend != "onnx":
             raise ValueError(f"unknown backend {opts.backend!r} (onnx or redis)")
         for n in opts.cameras:
-            run, result.raw = _one_count(n, opts, base, patch, helper_pids, result.raw, progress)
-            result.runs.append(run)
+            result.runs += _one_count(n, opts, base, patch, helper_pids, result.raw_by_detector, progress, peer_python)
+        result.raw = next(iter(result.raw_by_detector.values()), None)
     if opts.gate_check:
         progress("gate check: gated vs ungated on every frame of the real clip")
         result.gate_check = gate_check(base, opts)
@@ -147,4 +223,6 @@ def run_bench(opts: BenchOptions, progress: Progress = lambda s: None) -> BenchR
     if opts.json_path:
         Path(opts.json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(opts.json_path).write_text(json.dumps(result.to_json(), indent=1, default=str))
+    if opts.figures:
+        write_figures(result, opts.figures, allow_noisy=opts.allow_noisy)  # refuses a noisy run unless allowed
     return result
