@@ -56,6 +56,7 @@ from pydantic import (
 from trakr.faces.options import FaceOptions
 from trakr.logs import redact
 from trakr.rules.options import Calibration, DwellRule, EventOptions, LineRule, OccupancyRule
+from trakr.rules.ppe_options import PpeOptions
 
 MAX_TIMEOUT_S = 600.0
 """Largest accepted timeout of one external call (open, read, HTTP, Redis...)."""
@@ -440,6 +441,16 @@ class DetectorOptions(_Options):
     providers: list[str] = Field(
         default_factory=lambda: ["CPUExecutionProvider"], description="ONNX Runtime providers."
     )
+    class_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="Model class -> trigger, e.g. {'NO-Hardhat': 'nohelmet'}; ignores case, spaces, '-', '_'.",
+    )
+    class_confidence: dict[str, float] = Field(
+        default_factory=dict, description="Minimum confidence per class (model name or trigger)."
+    )
+    classes: list[str] = Field(
+        default_factory=list, description="Keep only these classes (model names or triggers); empty = all."
+    )
 
     @field_validator("imgsz")
     @classmethod
@@ -646,6 +657,7 @@ class TrakrOptions(_Options):
     ui: UiOptions = Field(default_factory=UiOptions, description="Web console.")
     events: EventOptions = Field(default_factory=EventOptions, description="Tracking and events.")
     faces: FaceOptions = Field(default_factory=FaceOptions, description="Face recognition (docs/faces.md).")
+    ppe: PpeOptions = Field(default_factory=PpeOptions, description="PPE association and crop classifier.")
 
 
 # --------------------------------------------------------------------------- whole file
@@ -912,26 +924,23 @@ def load_config(path: str | Path, *, camera_list: str = "cameras") -> ConfigRepo
     return parse_config(raw, camera_list=camera_list)
 
 
-def trigger_warnings(config: SysConfig, class_names: list[str]) -> list[Problem]:
-    """Warn about triggers the model cannot produce (e.g. ``nohelmet`` on a COCO model)."""
-    known = set(class_names) | {"social_distancing"}
+def trigger_warnings(
+    config: SysConfig, class_names: list[str], classifier_labels: list[str] | None = None
+) -> list[Problem]:
+    """Warn about triggers the model cannot produce (e.g. ``nohelmet`` on a COCO model) directly,
+    through ``detector.class_aliases``, PPE association or a crop classifier (``classifier_labels``)."""
+    from trakr.inference.classes import camera_trigger_sources
+
     out = []
+    listed = ", ".join(class_names)
     for cam in config.cameras:
-        for t in cam.detection:
-            if t not in known:
-                out.append(
-                    Problem(f"camera {cam.camera_id}", "Detection", t, "the model cannot produce this class", "warning")
-                )
-        for name, roi in cam.roi_config.items():
-            for t in roi.detections:
-                if t not in known:
-                    out.append(
-                        Problem(
-                            f"camera {cam.camera_id}",
-                            f"roi_config.{name}.detections",
-                            t,
-                            "the model cannot produce this class",
-                            "warning",
-                        )
-                    )
+        sources = camera_trigger_sources(config, cam, class_names, classifier_labels or ())
+        fields = [("Detection", cam.detection)] + [
+            (f"roi_config.{name}.detections", roi.detections) for name, roi in cam.roi_config.items()
+        ]
+        for field, triggers in fields:
+            for t in triggers:
+                if not sources.get(t):
+                    msg = f"the model cannot produce this class (model classes: {listed})"
+                    out.append(Problem(f"camera {cam.camera_id}", field, t, msg, "warning"))
     return out

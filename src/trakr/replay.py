@@ -125,7 +125,7 @@ def replay(
             if u.kind == "end":
                 assert u.record is not None
                 records.append(u.record)
-                save_event(out, u.record, polygons, opts.output.jpeg_quality)
+                save_event(out, u.record, polygons, opts.output.jpeg_quality, cam.name)
                 continue
             v = u.violation
             alert = alert_for(u, cam, config.recommendation(v.violation), size, u.at)

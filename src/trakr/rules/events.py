@@ -64,7 +64,7 @@ import numpy as np
 import supervision as sv
 
 from trakr.config import CameraConfig
-from trakr.evidence import annotate, encode_jpeg, objects_of, safe_name, write_atomic
+from trakr.evidence import annotate, encode_jpeg, make_caption, objects_of, pairs_of, safe_name, write_atomic
 from trakr.rules.derived import Deriver, with_derived
 from trakr.rules.geometry import FOOT, GroundPlane, close_pairs_m, close_pairs_px, line_zone, take
 from trakr.rules.options import EventOptions
@@ -491,7 +491,9 @@ def alert_for(
     )
 
 
-def save_event(output_dir: Path, record: EventRecord, polygons: Sequence = (), jpeg_quality: int = 85) -> Path:
+def save_event(
+    output_dir: Path, record: EventRecord, polygons: Sequence = (), jpeg_quality: int = 85, camera_name: str = ""
+) -> Path:
     """Write a finished event as ``events/<day>/<ms>_cam<id>_<rule>_<id8>.json`` (+ ``.jpg`` of its best frame)."""
     base = (
         Path("events")
@@ -502,7 +504,11 @@ def save_event(output_dir: Path, record: EventRecord, polygons: Sequence = (), j
     doc["best_objects"] = objects_of(record.best_detections)
     if record.best_image is not None:
         rel = base.with_suffix(".jpg")
-        image = annotate(record.best_image, record.best_detections, list(polygons))
+        extra = {**record.extra, "rule": record.rule, "track_ids": record.track_ids}
+        caption = make_caption(record.camera_id, camera_name, record.best_at, record.violation, record.roi, extra)
+        image = annotate(
+            record.best_image, record.best_detections, list(polygons), caption, pairs_of(extra, record.best_detections)
+        )
         write_atomic(output_dir / rel, encode_jpeg(image, jpeg_quality))
         doc["snapshot"] = str(rel)
     path = output_dir / base.with_suffix(".json")

@@ -4,7 +4,7 @@ Two :class:`~trakr.rules.derived.Deriver` s, built per camera by :func:`ppe_deri
 
 - :class:`PpeAssociation` (a model that emits ``person`` and ``helmet``/``vest``... boxes):
   ``no<item>`` is a tracked person with no ``<item>`` box overlapping the item's body region of
-  its box (``helmet``: the top 30 %, ``vest``: the torso; ``ppe.regions`` sets any item). An item
+  its box (``helmet``: the top 30 % and a little above, ``vest``: the torso; ``ppe.regions`` sets any item). An item
   box is worn when its overlap with the region is at least ``min_overlap`` of the smaller of the
   two (a small helmet inside a wide head region counts; a neighbour's helmet beside it does not).
 - :class:`PpeClassifier` (two-stage): a :class:`~trakr.inference.crop_classifier.CropClassifier`
@@ -27,7 +27,7 @@ Example:
     >>> [ppe.derive(t, None, frame).tracker_id.tolist() for t in (0.0, 0.1)]  # held 2 frames
     [[], [1]]
     >>> out = ppe.derive(0.2, None, frame); out.data["class_name"].tolist(), out.data["region"][0].tolist()
-    (['nohelmet'], [0.0, 0.0, 40.0, 30.0])
+    (['nohelmet'], [0.0, -15.0, 40.0, 30.0])
 """
 
 from __future__ import annotations

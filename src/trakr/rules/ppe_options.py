@@ -1,9 +1,9 @@
 """Options of the PPE second looks (the ``trakr.ppe`` config section; see docs/ppe.md).
 
 Example:
-    >>> o = PpeOptions.model_validate({"hold_frames": 2, "regions": {"helmet": [0, 0, 1, 0.25]}})
-    >>> o.region_of("helmet"), o.region_of("vest"), o.region_of("gloves")
-    ((0.0, 0.0, 1.0, 0.25), (0.0, 0.2, 1.0, 0.65), (0.0, 0.0, 1.0, 1.0))
+    >>> o = PpeOptions.model_validate({"hold_frames": 2, "regions": {"Hard-Hat": [0, -0.2, 1, 0.25]}})
+    >>> o.region_of("hardhat"), o.region_of("helmet"), o.region_of("vest"), o.region_of("gloves")
+    ((0.0, -0.2, 1.0, 0.25), (0.0, -0.15, 1.0, 0.3), (0.0, 0.2, 1.0, 0.65), (0.0, 0.0, 1.0, 1.0))
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Region = tuple[float, float, float, float]
-"""``(x0, y0, x1, y1)`` as fractions of the person box (0, 0 = its top-left corner)."""
+"""``(x0, y0, x1, y1)`` as fractions of the person box (0, 0 = its top-left corner; -1..2, so a
+region may reach outside the box)."""
 
 DEFAULT_REGIONS: dict[str, Region] = {
-    "helmet": (0.0, 0.0, 1.0, 0.3),
-    "hardhat": (0.0, 0.0, 1.0, 0.3),
+    "helmet": (0.0, -0.15, 1.0, 0.3),
+    "hardhat": (0.0, -0.15, 1.0, 0.3),
     "mask": (0.15, 0.0, 0.85, 0.3),
     "goggles": (0.15, 0.0, 0.85, 0.25),
     "vest": (0.0, 0.2, 1.0, 0.65),
@@ -28,7 +29,8 @@ DEFAULT_REGIONS: dict[str, Region] = {
     "shoes": (0.0, 0.85, 1.0, 1.0),
     "boots": (0.0, 0.85, 1.0, 1.0),
 }
-"""Body region looked at per item when ``ppe.regions`` does not name it; others: the whole box."""
+"""Body region looked at per item when ``ppe.regions`` does not name it; others: the whole box.
+A helmet's region reaches above the box: person boxes often stop at the top of the helmet."""
 
 
 class _Options(BaseModel):
@@ -100,9 +102,9 @@ class PpeOptions(_Options):
     @classmethod
     def _regions(cls, value: dict[str, Region]) -> dict[str, Region]:
         for item, (x0, y0, x1, y1) in value.items():
-            if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+            if not (-1 <= x0 < x1 <= 2 and -1 <= y0 < y1 <= 2):
                 raise ValueError(
-                    f"regions.{item}: need 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, got {[x0, y0, x1, y1]}"
+                    f"regions.{item}: need -1 <= x0 < x1 <= 2 and -1 <= y0 < y1 <= 2, got {[x0, y0, x1, y1]}"
                 )
         return value
 
