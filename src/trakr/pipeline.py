@@ -39,11 +39,13 @@ from trakr.evidence import AlertStore, annotate, bytes_written, encode_jpeg, obj
 from trakr.faces.crops import save_face_crop
 from trakr.inference.auto import BatchChoice, batch_size_for
 from trakr.inference.base import Detector
+from trakr.inference.classes import ClassMap
 from trakr.logs import redact
 from trakr.retention import RetentionJanitor
 from trakr.rules.derived import Deriver
 from trakr.rules.events import CameraEvents, alert_for, save_event
 from trakr.rules.policy import AlertPolicy
+from trakr.rules.ppe import ppe_derivers
 from trakr.rules.zones import CameraRules, scale_polygon
 from trakr.supervisor import restarts, supervise
 from trakr.types import (
@@ -128,14 +130,29 @@ def to_frame(detections: sv.Detections, offset: tuple[int, int]) -> None:
 
 def model_output(detections: sv.Detections, offset: tuple[int, int], config: SysConfig) -> sv.Detections:
     """The detector's boxes for one frame as the rules see them: in frame coordinates (``offset``
-    from :func:`model_input`). The pipeline and ``trakr replay`` both call this."""
+    from :func:`model_input`), with ``detector.class_aliases`` / ``class_confidence`` / ``classes``
+    applied (:mod:`trakr.inference.classes`). The pipeline and ``trakr replay`` both call this."""
     to_frame(detections, offset)
-    return detections
+    return class_map(config).apply(detections)
+
+
+def class_map(config: SysConfig) -> ClassMap:
+    """The :class:`ClassMap` of ``config``'s detector options (built once per distinct options)."""
+    d = config.trakr.detector
+    key = (tuple(d.class_aliases.items()), tuple(d.class_confidence.items()), tuple(d.classes))
+    cm = _CLASS_MAPS.get(key)
+    if cm is None:
+        cm = _CLASS_MAPS[key] = ClassMap(d.class_aliases, d.class_confidence, d.classes)
+    return cm
+
+
+_CLASS_MAPS: dict[tuple, ClassMap] = {}
 
 
 def make_derivers(config: SysConfig, cam: CameraConfig) -> list[Deriver]:
     """The second looks (:mod:`trakr.rules.derived`) camera ``cam`` needs, from config."""
     derivers: list[Deriver] = []
+    derivers += ppe_derivers(config, cam)  # PPE association / person-crop classifier (docs/ppe.md)
     from trakr.faces.stage import make_face_stage  # faces (docs/faces.md): models shared by all cameras
 
     if (faces := make_face_stage(config, cam)) is not None:
