@@ -125,6 +125,16 @@ class ClassMap:
         return out
 
 
+def emitted_as(name: str, emitted: Iterable[str]) -> str | None:
+    """The name in ``emitted`` that ``name`` matches (ignoring case, spaces, ``-``, ``_``), if any.
+
+    >>> emitted_as("safety vest", ["Person", "Safety-Vest"])
+    'Safety-Vest'
+    """
+    key = normalise(name)
+    return next((e for e in emitted if normalise(e) == key), None)
+
+
 def trigger_sources(
     class_names: Iterable[str],
     aliases: Mapping[str, str] | None,
@@ -161,8 +171,8 @@ def trigger_sources(
     out: dict[str, list[str]] = {}
     for trig in dict.fromkeys(triggers):
         how = [f"{'direct' if n == trig else 'alias'} {n}" for n in emitted.get(trig, [])]
-        item = trig[2:] if trig.startswith("no") and len(trig) > 2 else None
-        if association and item and not emitted.get(trig) and item in emitted and person in emitted:
+        item = emitted_as(trig[2:], emitted) if trig.startswith("no") and len(trig) > 2 else None
+        if association and item and not emitted.get(trig) and emitted_as(person, emitted):
             how.append(f"association {item}")
         how += [f"classifier {label}" for label in by_classifier.get(trig, [])]
         if trig in fixed:

@@ -42,7 +42,7 @@ import supervision as sv
 
 from trakr.config import CameraConfig, SysConfig
 from trakr.evidence import REGION, REGION_LABEL
-from trakr.inference.classes import ClassMap, camera_triggers, normalise
+from trakr.inference.classes import ClassMap, camera_triggers, emitted_as, normalise
 from trakr.inference.crop_classifier import CropClassifier
 from trakr.rules.derived import Deriver
 from trakr.rules.ppe_options import CropClassifierOptions, PpeOptions, Region
@@ -111,6 +111,13 @@ def _floor(options: PpeOptions, name: str) -> float:
     return float(conf.get(normalise(name), 0.0))
 
 
+def _is(names: np.ndarray, name: str) -> np.ndarray:
+    """Rows whose class is ``name``, ignoring case, spaces, ``-`` and ``_``."""
+    uniq, inverse = np.unique(np.asarray(names, dtype=str), return_inverse=True)
+    key = normalise(name)
+    return np.array([normalise(u) == key for u in uniq], dtype=bool)[inverse].reshape(-1)
+
+
 def _persons(options: PpeOptions, dets: sv.Detections) -> np.ndarray:
     """Rows of ``dets`` that are persons big and sure enough to be judged."""
     if len(dets) == 0:
@@ -118,7 +125,7 @@ def _persons(options: PpeOptions, dets: sv.Detections) -> np.ndarray:
     names = np.asarray(dets.data.get("class_name", np.array([""] * len(dets))))
     conf = dets.confidence if dets.confidence is not None else np.ones(len(dets))
     height = dets.xyxy[:, 3] - dets.xyxy[:, 1]
-    sel = (names == options.person_class) & (conf >= _floor(options, options.person_class))
+    sel = _is(names, options.person_class) & (conf >= _floor(options, options.person_class))
     return np.flatnonzero(sel & (height >= options.min_person_height_px))
 
 
@@ -147,7 +154,8 @@ class PpeAssociation:
 
     def __init__(self, checks: dict[str, str], options: PpeOptions):
         self.checks = dict(checks)
-        """Trigger -> item class, e.g. ``{"nohelmet": "helmet"}``."""
+        """Trigger -> item class as the model emits it, e.g. ``{"nohelmet": "helmet"}`` (names match
+        ignoring case, spaces, ``-`` and ``_``)."""
         self.options = options
         self.hold = _Hold(options.hold_frames, options.forget_s)
 
@@ -163,7 +171,7 @@ class PpeAssociation:
             conf = detections.confidence if detections.confidence is not None else np.ones(len(detections))
             ids = detections.tracker_id if detections.tracker_id is not None else np.zeros(len(detections), dtype=int)
             for trigger, item in self.checks.items():
-                items = detections.xyxy[(names == item) & (conf >= _floor(o, item))]
+                items = detections.xyxy[_is(names, item) & (conf >= _floor(o, item))]
                 reg = body_regions(detections.xyxy[people], o.region_of(item))
                 on = worn(reg, items, o.min_overlap)
                 for k, r in enumerate(people):
@@ -171,7 +179,7 @@ class PpeAssociation:
                         rows.append(int(r))
                         triggers.append(trigger)
                         regions.append(reg[k])
-                        labels.append(f"no {item}")
+                        labels.append(f"no {trigger[2:]}")
         self.hold.forget(at)
         return _rows(detections, rows, triggers, regions, labels)
 
@@ -283,14 +291,17 @@ def association_checks(config: SysConfig, cam: CameraConfig, classifier_labels: 
     names = model_class_names(config)
     if names is None:
         return {}
-    emitted = set(ClassMap(det.class_aliases, None, det.classes).mapped_names(names))
+    emitted = ClassMap(det.class_aliases, None, det.classes).mapped_names(names)
     aliases = {**det.class_aliases, **(o.classifier.aliases if o.classifier else {})}
     by_classifier = {t for label in classifier_labels for t in ClassMap(aliases).triggers(label)}
-    return {
-        t: t[2:]
-        for t in wanted
-        if t[2:] in emitted and o.person_class in emitted and t not in emitted and t not in by_classifier
-    }
+    if emitted_as(o.person_class, emitted) is None:
+        return {}
+    out = {}
+    for t in wanted:
+        item = emitted_as(t[2:], emitted)
+        if item is not None and t not in emitted and t not in by_classifier:
+            out[t] = item
+    return out
 
 
 def ppe_derivers(config: SysConfig, cam: CameraConfig) -> list[Deriver]:
