@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from typing import cast
 
 import numpy as np
 import supervision as sv
@@ -119,7 +120,7 @@ class ClassMap:
         kept = np.array([r[2] for r in rules], dtype=bool)[inverse]
         conf = detections.confidence if detections.confidence is not None else np.ones(len(names))
         keep = kept & (conf >= floor)
-        out = detections[keep]
+        out = cast(sv.Detections, detections[keep])  # supervision's indexing is typed as a union
         out.data[MODEL_CLASS] = names[keep]
         out.data["class_name"] = new[keep]
         return out
