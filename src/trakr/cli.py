@@ -117,6 +117,19 @@ def _camera_table(cfg: SysConfig) -> Table:
     return t
 
 
+def _trigger_table(cfg: SysConfig, names: list[str], labels: list[str]) -> Table:
+    """Per camera, each trigger and how the loaded model produces it (docs/ppe.md)."""
+    from trakr.inference.classes import camera_trigger_sources
+
+    t = Table(title="triggers the model can produce (direct, alias, association, classifier)")
+    for col in ("camera", "trigger", "how"):
+        t.add_column(col)
+    for cam in cfg.cameras:
+        for trigger, how in camera_trigger_sources(cfg, cam, names, labels).items():
+            t.add_row(cam.label, trigger, "; ".join(how) if how else "[yellow]cannot[/]")
+    return t
+
+
 @config_app.command("check")
 def config_check(
     path: Path = typer.Argument(..., help="Config file (legacy sysconfig.json format)."),
@@ -124,10 +137,20 @@ def config_check(
 ) -> None:
     """Validate a config; print every problem and the cameras it defines. Exit 1 on errors."""
     report = _load(path, sample_cameras)
+    names: list[str] | None = None
+    labels: list[str] = []
     if report.config is not None:
         names = _model_class_names(report.config)
+        clf = report.config.trakr.ppe.classifier
+        if clf is not None:
+            try:
+                from trakr.rules.ppe import shared_classifier
+
+                labels = shared_classifier(clf).labels
+            except Exception as e:
+                report.problems.append(Problem("trakr", "ppe.classifier.model_path", clf.model_path, f"{e}"))
         if names is not None:
-            report.problems += trigger_warnings(report.config, names)
+            report.problems += trigger_warnings(report.config, names, labels)
         else:
             report.problems.append(
                 Problem(
@@ -137,6 +160,8 @@ def config_check(
     _print_problems(report)
     if report.config is not None:
         console.print(_camera_table(report.config))
+        if names is not None:
+            console.print(_trigger_table(report.config, names, labels))
     if report.invalid_cameras:
         console.print(
             f"{len(report.invalid_cameras)} invalid camera(s) left out (trakr run starts the others): "
