@@ -578,6 +578,9 @@ def bench(
         "--detectors",
         help="Run trakr once per in-process backend, e.g. onnxruntime,openvino (default: the config's).",
     ),
+    gated_cameras: Optional[str] = typer.Option(
+        None, "--gated-cameras", help="Camera counts run once more with the gate on, e.g. 32 (first backend only)."
+    ),
     peer: Optional[str] = typer.Option(
         None, "--peer", help="roboflow: also run Roboflow inference's InferencePipeline (own venv) on the same cameras."
     ),
@@ -612,6 +615,7 @@ def bench(
     try:
         counts = parse_cameras(cameras)
         backends = parse_detectors(detectors)
+        gated_counts = parse_cameras(gated_cameras) if gated_cameras else []
         if peer not in (None, "roboflow"):
             raise ValueError(f"--peer takes roboflow (got {peer!r})")
     except ValueError as e:
@@ -635,6 +639,7 @@ def bench(
         backend=backend,
         workers=workers,
         detectors=backends,
+        gated_cameras=gated_counts,
         peer=peer,
         figures=figures,
         allow_noisy=allow_noisy,

@@ -37,6 +37,8 @@ from trakr.inference.auto import BatchChoice
 from trakr.inference.base import Detector
 from trakr.types import BatchResult, CameraSnapshot, PipelineSnapshot
 
+ISOLATED_START_BUDGET_S = 180.0
+"""A fresh process imports trakr, opens the model and measures ``batch_size: auto`` before its run."""
 SATURATED_DROP_RATE = 0.05
 """A run whose slots dropped more than this share of their frames was limited by trakr, not the cameras."""
 
@@ -284,3 +286,16 @@ def run_trakr(
     load = MachineLoad.of(cpu, load0, load_1m())
     setup = RunSetup.of(cfg, duration, warmup, pipeline.batch_choice)
     return summarise(setup, start, end, final, rec, cpu, load, det_stats)
+
+
+def run_trakr_isolated(
+    cfg: SysConfig, duration: float, warmup: float, output_dir: Path, helper_pids: Sequence[int] = ()
+) -> TrakrResult:
+    """:func:`run_trakr` in a fresh process (spawned), so that its peak RSS is one pipeline's, not
+    the bench's with every earlier run's leftovers: the figure compared with a peer's process."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        future = pool.submit(run_trakr, cfg, duration, warmup, output_dir, list(helper_pids))
+        return future.result(timeout=duration + ISOLATED_START_BUDGET_S)

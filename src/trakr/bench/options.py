@@ -47,6 +47,11 @@ class BenchOptions:
     detectors: list[str] | None = None
     """In-process detector backends to run trakr with, one run each per camera count (e.g.
     ``["onnxruntime", "openvino"]``); ``None``: the config's (``auto`` resolved once)."""
+    isolate: bool = True
+    """Each trakr run in a fresh process: its peak RSS is one pipeline's (compared with the peer's)."""
+    gated_cameras: list[int] = field(default_factory=list)
+    """Camera counts run once more with the change gate on (first detector backend, no peer, no
+    naive loop): how many cameras the box holds when the gate skips unchanged frames."""
     peer: str | None = None
     """``roboflow``: also run Roboflow ``inference``'s InferencePipeline on the same cameras and model."""
     figures: Path | None = None

@@ -265,7 +265,8 @@ def capture_table(c: CaptureCheck) -> Table:
 
 
 def _system(t: TrakrResult) -> str:
-    return f"trakr, {t.detector or t.backend} {t.detector_precision}".strip() + f" (batch {t.batch_size})"
+    gate = ", gate on" if t.gate else ""
+    return f"trakr, {t.detector or t.backend} {t.detector_precision}".strip() + f" (batch {t.batch_size}{gate})"
 
 
 def _peer_system(p: PeerResult) -> str:
@@ -391,7 +392,8 @@ def figures_markdown(result: BenchResult) -> str:
         f"Raw model (`detect()` alone on preloaded frames): {raw_text or 'not measured'}.",
         f"Cameras: the sample clip (768x576, 10 fps) as {opts.get('source', 'rtsp')} cameras; "
         f"{opts.get('duration')} s per run, the first {result.warmup_s:g} s left out; "
-        f"gate {'default' if opts.get('gate') is None else ('on' if opts.get('gate') else 'off')}. "
+        f"gate {'default' if opts.get('gate') is None else ('on' if opts.get('gate') else 'off')}"
+        f"{' (rows marked gate on: on, default settings)' if opts.get('gated_cameras') else ''}. "
         f"Machine: {m.cpu}, {m.cores} cores, {m.memory_gb} GB, Python {m.python}, onnxruntime {m.onnxruntime}. "
         "CPU % is the process's (100 = one core); 'other load' is the share of the machine that other "
         "processes used during that measurement.",

@@ -41,6 +41,7 @@ Example (no camera counts: only the machine is described)::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import tempfile
@@ -51,7 +52,7 @@ from pathlib import Path
 from trakr.bench.capture_check import capture_check
 from trakr.bench.gate_check import gate_check
 from trakr.bench.machine import machine_info
-from trakr.bench.measure import run_trakr
+from trakr.bench.measure import run_trakr, run_trakr_isolated
 from trakr.bench.options import (
     BenchOptions,
     ConfigPatch,
@@ -110,7 +111,8 @@ def _one_count(
                 f"{n} camera(s): trakr pipeline for {opts.duration:g}s ({opts.source}, imgsz {d.detector.imgsz}, "
                 f"batch {cfg.common.batch_size}, gate {'on' if d.gate.enabled else 'off'}, backend {d.detector.backend})"
             )
-            trakr = run_trakr(cfg, opts.duration, warmup, Path(out), server_pids + helper_pids)
+            measure = run_trakr_isolated if opts.isolate else run_trakr
+            trakr = measure(cfg, opts.duration, warmup, Path(out), server_pids + helper_pids)
             key = d.detector.backend
             raw = raws.get(key)
             if opts.raw and raw is None:
@@ -209,6 +211,11 @@ def run_bench(opts: BenchOptions, progress: Progress = lambda s: None) -> BenchR
             raise ValueError(f"unknown backend {opts.backend!r} (onnx or redis)")
         for n in opts.cameras:
             result.runs += _one_count(n, opts, base, patch, helper_pids, result.raw_by_detector, progress, peer_python)
+        gated = dataclasses.replace(
+            opts, gate=True, detectors=(opts.detectors or [])[:1] or None, naive=False, peer=None
+        )
+        for n in opts.gated_cameras:
+            result.runs += _one_count(n, gated, base, patch, helper_pids, result.raw_by_detector, progress)
         result.raw = next(iter(result.raw_by_detector.values()), None)
     if opts.gate_check:
         progress("gate check: gated vs ungated on every frame of the real clip")
