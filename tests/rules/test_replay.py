@@ -139,7 +139,9 @@ def test_replay_is_deterministic(sample_clip, demo, detector, tmp_path, full_run
 
     first = [a for a in full_run.alerts if a.captured_at < 20]
     assert key(again.alerts) == key(first)
-    assert again.gate_reasons["skipped"] > 0  # the gate really ran
+    # the gate really ran (people move in every frame here, so it passes nearly all of them)
+    assert "ungated" not in again.gate_reasons and again.gate_reasons.get("motion", 0) > 0
+    assert sum(again.gate_reasons.values()) == again.frames
 
 
 # ------------------------------------------------------------------------------------ quiet scene
