@@ -110,7 +110,7 @@ class EventOptions(_Options):
     min_frames: int = Field(1, ge=1, description="Analysed frames a rule must hold before its event starts.")
     lost_s: float = Field(1.5, gt=0, description="The tracker keeps predicting a lost track this long.")
     match_iou: float = Field(0.1, gt=0, le=1, description="Minimum IoU between a track's prediction and a box.")
-    relink_s: float = Field(5.0, ge=0, description="A new track may continue an object lost this recently.")
+    relink_s: float = Field(8.0, ge=0, description="A new track may continue an object lost this recently.")
     relink_distance: float = Field(
         1.5, ge=0, description="... if it appears within this many object heights of where that object was heading."
     )
