@@ -651,7 +651,9 @@ class Pipeline:
         try:
             self._save_all(job)
             for record in job.events:
-                save_event(self.output_dir, record, job.polygons, self.config.trakr.output.jpeg_quality, job.camera.name)
+                save_event(
+                    self.output_dir, record, job.polygons, self.config.trakr.output.jpeg_quality, job.camera.name
+                )
         except OSError as e:
             self._disk_error("save_all images and event records", e)
         _notify(self.result_sinks, job, "result")

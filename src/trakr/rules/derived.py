@@ -47,9 +47,10 @@ def _fill(dets: sv.Detections, keys: dict[str, np.ndarray]) -> sv.Detections:
     data = dict(dets.data)
     for key, like in keys.items():
         if key not in data:  # same dtype and row shape (a region key holds an (N, 4) array)
-            data[key] = np.zeros((n, *like.shape[1:]), dtype=like.dtype)
+            fill = np.zeros((n, *like.shape[1:]), dtype=like.dtype)
             if like.dtype.kind == "O":
-                data[key][...] = None
+                fill.fill(None)
+            data[key] = fill
     conf = dets.confidence if dets.confidence is not None else np.ones(n)
     cls = dets.class_id if dets.class_id is not None else np.full(n, -1)
     tid = dets.tracker_id if dets.tracker_id is not None else np.zeros(n, dtype=int)
