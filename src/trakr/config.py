@@ -53,7 +53,7 @@ from pydantic import (
     model_validator,
 )
 
-from trakr.faces.options import FaceOptions
+from trakr.faces.options import FaceOptions, is_face_trigger
 from trakr.logs import redact
 from trakr.rules.options import Calibration, DwellRule, EventOptions, LineRule, OccupancyRule
 from trakr.rules.ppe_options import PpeOptions
@@ -942,5 +942,7 @@ def trigger_warnings(
             for t in triggers:
                 if not sources.get(t):
                     msg = f"the model cannot produce this class (model classes: {listed})"
+                    if is_face_trigger(t) and not cam.faces:
+                        msg = 'a face trigger needs the camera\'s face stage: set "faces": true on this camera'
                     out.append(Problem(f"camera {cam.camera_id}", field, t, msg, "warning"))
     return out

@@ -122,6 +122,17 @@ def test_trigger_the_model_cannot_produce_is_a_warning(seed_raw):
     assert not any(w.value in ("person", "car", "social_distancing") for w in warns)
 
 
+def test_face_triggers_need_the_cameras_face_stage():
+    def cam(cid, faces):
+        roi = {"door": {"points": "NA", "detections": "person:face:Asha Rao:unknown_face"}}
+        return {"CameraId": cid, "Address": "0", "faces": faces, "roi_config": roi}
+
+    cfg = parse_config({"common": {}, "cameras": [cam(1, True), cam(2, False)]}).config
+    warns = trigger_warnings(cfg, ["person", "car"])
+    assert sorted((w.where, w.value) for w in warns) == [("camera 2", "face:Asha Rao"), ("camera 2", "unknown_face")]
+    assert all('"faces": true' in w.message for w in warns)
+
+
 def test_missing_file_and_bad_json(tmp_path):
     assert "file not found" in str(load_config(tmp_path / "nope.json").problems[0])
     bad = tmp_path / "bad.json"

@@ -194,10 +194,12 @@ def camera_trigger_sources(
     config, cam, class_names: Iterable[str], classifier_labels: Iterable[str] = ()
 ) -> dict[str, list[str]]:  # noqa: ANN001
     """:func:`trigger_sources` for the triggers of ``cam`` under ``config`` (a :class:`trakr.config.SysConfig`)."""
+    from trakr.faces.options import is_face_trigger
+
     det, ppe = config.trakr.detector, config.trakr.ppe
     cm = ClassMap(det.class_aliases, None, det.classes)
     kept = [str(n) for n in class_names if cm._rule(str(n))[2]]  # the class filter applies first
-    return trigger_sources(
+    out = trigger_sources(
         kept,
         det.class_aliases,
         camera_triggers(cam),
@@ -206,3 +208,7 @@ def camera_trigger_sources(
         classifier_labels=classifier_labels if ppe.classifier is not None else (),
         classifier_aliases=ppe.classifier.aliases if ppe.classifier is not None else None,
     )
+    for trig in out:  # unknown_face, face:<name>: the face stage, on cameras that have it on
+        if is_face_trigger(trig) and cam.faces and emitted_as(ppe.person_class, kept):
+            out[trig].append("face stage")
+    return out
