@@ -59,6 +59,17 @@ def test_the_same_mover_outside_every_roi_is_skipped():
     assert _decisions(whole, 0, frames)[1] == "motion"
 
 
+def test_a_roi_placed_outside_the_frame_watches_the_whole_frame():
+    """A config mistake (zones past the frame's edge) must not leave the camera seen once per keyframe."""
+    bg, noisy = _scene()
+    gate = ChangeGate(keyframe_s=60)
+    gate.set_region(0, [ZONE + [650, 0]])  # x 780..838, just right of a 768 px frame: its margin reaches in
+    frames = [noisy(bg)] + [noisy(_with_person(bg, 300 + 6 * i, 300)) for i in range(10)]
+    decisions = _decisions(gate, 0, frames)
+    assert decisions == _decisions(ChangeGate(keyframe_s=60), 0, frames)  # as if it had no region
+    assert decisions.count("motion") >= 5
+
+
 def test_noise_below_the_threshold_is_skipped_and_a_stray_pixel_is_not_motion():
     bg, noisy = _scene(noise=4.0)
     gate = ChangeGate(keyframe_s=60)

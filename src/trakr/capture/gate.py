@@ -236,9 +236,12 @@ class ChangeGate:
             hi = np.ceil(pts.max(axis=0) + margin)
             x0, y0 = max(0, int(lo[0])), max(0, int(lo[1]))
             x1, y1 = min(fw, int(hi[0]) + 1), min(fh, int(hi[1]) + 1)
-            if x1 - x0 >= 2 and y1 - y0 >= 2:
+            # zones that lie outside the frame (a config mistake the console points out) have
+            # nothing to aim at: look at all of it, so the camera is still seen
+            within = bool((pts.max(axis=0) > 0).all()) and pts[:, 0].min() < fw and pts[:, 1].min() < fh
+            if within and x1 - x0 >= 2 and y1 - y0 >= 2:
                 box = (x0, y0, x1, y1)
-            else:  # the zones lie outside the frame: nothing to aim at, look at all of it
+            else:
                 polys = None
         cw, ch = box[2] - box[0], box[3] - box[1]
         scale = min(1.0, math.sqrt(self.budget() / (cw * ch)))
