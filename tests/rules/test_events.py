@@ -43,7 +43,10 @@ def dets(*objs) -> sv.Detections:
 
 
 def events(camera=None, **opts) -> CameraEvents:
+    """An event engine; objects count from their first frame unless a test sets ``confirm_frames``
+    (the rule tables below are about the rules, not about confirming tracks)."""
     ids = (f"e{i}" for i in itertools.count(1))
+    opts.setdefault("confirm_frames", 1)
     return CameraEvents(camera or cam(), EventOptions(**opts), id_factory=lambda: next(ids))
 
 
@@ -307,7 +310,7 @@ def test_calibrated_distances_are_metres_on_the_ground():
 )
 def test_calibrated_social_distancing_flags_pairs_closer_than_sd_min_m(positions, pairs):
     camera = CameraConfig(CameraId=5, Address="0", Detection="social_distancing", calibration=CALIB, sd_min_m=1.8)
-    ev = CameraEvents(camera)
+    ev = CameraEvents(camera, EventOptions(confirm_frames=1))  # one frame: the pairs, not track confirmation
     got = [(u.track_ids, u.extra["distance_m"]) for u in ev.update(0.0, SIZE, people_at(positions)).updates]
     assert [(ids, pytest.approx(d, abs=0.01)) for ids, d in pairs] == got
 
@@ -316,7 +319,7 @@ def test_pixel_limits_stay_for_configs_without_calibration():
     camera = CameraConfig(
         CameraId=6, Address="0", Detection="social_distancing", sd_thresh_limit_x=40, sd_thresh_limit_y=20
     )
-    ev = CameraEvents(camera)
+    ev = CameraEvents(camera, EventOptions(confirm_frames=1))
     d = dets(("person", 100, 300, 80), ("person", 130, 310, 80), ("person", 300, 300, 80))
     got = [(u.track_ids, u.extra) for u in ev.update(0.0, SIZE, d).updates]
     assert got == [((1, 2), {"distance_px": pytest.approx(31.623, abs=1e-3)})]
@@ -326,3 +329,13 @@ def test_a_close_pair_is_one_event_for_as_long_as_they_stay_close():
     camera = CameraConfig(CameraId=5, Address="0", Detection="social_distancing", calibration=CALIB, sd_min_m=1.8)
     log = play(CameraEvents(camera), [people_at([(1, 1 + 0.05 * i), (2, 1 + 0.05 * i)]) for i in range(30)])
     assert [(e[1], e[5]) for e in log] == [("alert", (1, 2)), ("end", (1, 2))]
+
+
+def test_a_box_seen_in_one_frame_only_starts_no_event_and_a_real_object_alerts_on_its_second_frame():
+    """Default ``confirm_frames`` 2: a duplicate or partial box the tracker saw once is no one new."""
+    ev = events(confirm_frames=2)
+    person = ("person", 100, 300, 80)
+    ghost = ("person", 500, 300, 60)  # far from the person: its own track, for one frame
+    log = play(ev, [dets(person), dets(person, ghost), dets(person), dets(person)])
+    assert [(t, ids) for t, kind, *_, ids in alerts(log)] == [(0.2, (1,))]
+    assert EventOptions().confirm_frames == 2

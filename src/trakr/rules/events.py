@@ -358,20 +358,23 @@ class CameraEvents:
             return hits, False
         names = dets.data["class_name"]
         ids = dets.tracker_id if dets.tracker_id is not None else np.zeros(n, dtype=int)
+        # only confirmed objects start events: a box the tracker saw once (a duplicate or partial
+        # detection of someone already tracked) is no one new; derived rows share their person's id
+        confirmed = self.tracker.frames_seen(ids) >= self.options.confirm_frames
         watched = np.zeros(n, dtype=bool)
         inside: dict[str | None, np.ndarray] = {}
         for zone, pz in zip(self.rules.zones, self.rules._zones_for(size)):
             mask = pz.trigger(dets) if pz is not None else np.ones(n, dtype=bool)
-            inside[zone.name] = mask
+            inside[zone.name] = mask & confirmed
             for trig in zone.triggers:
                 if trig == SOCIAL_DISTANCING:
                     sel = mask & (names == "person")
                     watched |= sel
-                    hits += self._pairs(zone.name, np.flatnonzero(sel), dets, ids, size)
+                    hits += self._pairs(zone.name, np.flatnonzero(sel & confirmed), dets, ids, size)
                     continue
                 sel = mask & (names == trig)
                 watched |= sel
-                for r in np.flatnonzero(sel):
+                for r in np.flatnonzero(sel & confirmed):
                     hits.append(
                         _Hit(
                             ((int(ids[r]),), zone.name, self._family(trig)),

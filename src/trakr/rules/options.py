@@ -108,6 +108,9 @@ class EventOptions(_Options):
     enabled: bool = Field(True, description="Track objects and alert once per object and visit.")
     grace_s: float = Field(2.0, ge=0, description="An event ends when its object was out of it or lost this long.")
     min_frames: int = Field(1, ge=1, description="Analysed frames a rule must hold before its event starts.")
+    confirm_frames: int = Field(
+        2, ge=1, description="A track seen in fewer analysed frames than this starts no event (a one-frame ghost box)."
+    )
     lost_s: float = Field(1.5, gt=0, description="The tracker keeps predicting a lost track this long.")
     match_iou: float = Field(0.1, gt=0, le=1, description="Minimum IoU between a track's prediction and a box.")
     relink_s: float = Field(8.0, ge=0, description="A new track may continue an object lost this recently.")

@@ -66,6 +66,8 @@ class _Track:
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
     """Centre velocity in px/s (smoothed)."""
     votes: dict[str, float] = field(default_factory=dict)
+    frames: int = 0
+    """Analysed frames this object was seen in (a re-linked track keeps counting)."""
 
     @property
     def label(self) -> str:
@@ -77,6 +79,7 @@ class _Track:
             v = (_centre(box) - _centre(self.box)) / dt
             self.velocity = 0.5 * self.velocity + 0.5 * v
         self.box, self.seen_at = box, at
+        self.frames += 1
 
     def vote(self, name: str, conf: float) -> None:
         self.votes[name] = self.votes.get(name, 0.0) + conf
@@ -105,6 +108,10 @@ class CameraTracker:
         self.relinked = 0
         self._prev_at = float("-inf")
         """How many new tracks were found to continue a lost object."""
+
+    def frames_seen(self, track_ids: np.ndarray) -> np.ndarray:
+        """For each id, the analysed frames its object was seen in (0 for an unknown id)."""
+        return np.array([self.tracks[i].frames if i in self.tracks else 0 for i in track_ids.tolist()], dtype=int)
 
     def group_of(self, class_name: str) -> str:
         """The tracking group of a class: ``"vehicle"`` for the vehicle classes, else the class."""
