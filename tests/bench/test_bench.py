@@ -10,7 +10,7 @@ import pytest
 import supervision as sv
 from typer.testing import CliRunner
 
-from trakr.bench.capture_check import _READER_CHILD, child
+from trakr.bench.capture_check import _PYAV_CHILD, _READER_CHILD, child
 from trakr.bench.gate_check import gate_check
 from trakr.bench.options import BenchOptions, base_config_raw
 from trakr.cli import app
@@ -149,6 +149,13 @@ def test_capture_check_reader_child_runs_the_real_reader(sample_clip):
     r = child(_READER_CHILD, str(sample_clip), "2")
     assert r["cpu_s"] > 0 and r["wall_s"] >= 2
     assert 0 < r["taken"] <= r["published"] <= r["frames"]
+
+
+def test_capture_check_pyav_child_decodes_every_frame_and_the_gated_reader_runs(sample_clip):
+    r = child(_PYAV_CHILD, str(sample_clip), "0")
+    assert r["frames"] == 795 and r["cpu_s"] > 0  # every frame of the clip, decoded, nothing else
+    g = child(_READER_CHILD, str(sample_clip), "2", "gated")
+    assert 0 < g["published"] <= g["frames"]
 
 
 def test_bench_rejects_bad_arguments():

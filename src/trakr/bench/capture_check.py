@@ -65,6 +65,12 @@ class CaptureCheck:
     opencv_read_loop: CpuPerFrame
     opencv_read_loop_paced: CpuPerFrame
     trakr_reader: CpuPerFrame
+    pyav_decode_paced: CpuPerFrame
+    """A bare PyAV decode loop at 25 fps, the reader's thread type, no conversion (issue 11's reference)."""
+    trakr_reader_gated: CpuPerFrame
+    """The reader with the default change gate (BGR only for the frames it passes)."""
+    ratio_vs_pyav_paced: float
+    ratio_gated_vs_pyav_paced: float
     ratio_vs_ffmpeg_realtime: float
     ratio_vs_ffmpeg_realtime_bgr24: float
     ratio_vs_ffmpeg_unpaced: float
@@ -84,7 +90,9 @@ import json, resource, sys, threading, time
 from trakr.capture.reader import CameraReader
 from trakr.config import CameraConfig, CaptureOptions
 from trakr.capture.slot import LatestFrameSlot
+from trakr.capture.gate import ChangeGate
 path, seconds = sys.argv[1], float(sys.argv[2])
+gated = len(sys.argv) > 3 and sys.argv[3] == "gated"  # the default change gate, as `trakr run` has it
 slot = LatestFrameSlot(0)
 taken = [0]
 stop = threading.Event()
@@ -94,7 +102,8 @@ def consume():  # a consumer like the batcher: takes whatever is there every 40 
             taken[0] += 1
 r0 = resource.getrusage(resource.RUSAGE_SELF); w0 = time.monotonic()
 reader = CameraReader(CameraConfig(CameraId=0, Address=path), slot,
-                      CaptureOptions(loop_files=False, realtime_files=True), sample_period_s=0.0)
+                      CaptureOptions(loop_files=False, realtime_files=True), sample_period_s=0.0,
+                      gate=ChangeGate() if gated else None)
 c = threading.Thread(target=consume, daemon=True); c.start()
 reader.start()
 while time.monotonic() - w0 < seconds:
@@ -123,6 +132,28 @@ while True:
         break
     n += 1
 r1 = resource.getrusage(resource.RUSAGE_SELF)
+cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+print(json.dumps({"frames": n, "cpu_s": cpu, "wall_s": time.monotonic() - w0}))
+"""
+
+
+_PYAV_CHILD = r"""
+import json, resource, sys, time
+import av
+from trakr.capture.sources import thread_type_for
+path, period = sys.argv[1], float(sys.argv[2])
+container = av.open(path, timeout=10)
+stream = container.streams.video[0]
+stream.thread_type = thread_type_for(stream.codec_context.height)  # as the reader picks it
+r0 = resource.getrusage(resource.RUSAGE_SELF); w0 = time.monotonic(); n = 0
+for frame in container.decode(stream):  # decode only: no colour conversion, no copy
+    n += 1
+    if period:  # paced like a live camera: frame n is due at w0 + n * period
+        wait = w0 + n * period - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+container.close()
 cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 print(json.dumps({"frames": n, "cpu_s": cpu, "wall_s": time.monotonic() - w0}))
 """
@@ -225,6 +256,9 @@ def capture_check(seconds: float = 10.0) -> CaptureCheck:
     rd_raw = child(_READER_CHILD, str(clip), str(seconds + 2))
     rd = _cpu_per_frame(rd_raw, cpu_percent_per_camera=round(100 * rd_raw["cpu_s"] / rd_raw["wall_s"], 1))
     reader_ms = 1000 * rd_raw["cpu_s"] / max(1, rd_raw["frames"])
+    pyav = _cpu_per_frame(child(_PYAV_CHILD, str(clip), "0.04"))
+    gated_raw = child(_READER_CHILD, str(clip), str(seconds + 2), "gated")
+    gated = _cpu_per_frame(gated_raw, cpu_percent_per_camera=round(100 * gated_raw["cpu_s"] / gated_raw["wall_s"], 1))
     return CaptureCheck(
         clip=clip.name,
         resolution="1280x720",
@@ -236,6 +270,10 @@ def capture_check(seconds: float = 10.0) -> CaptureCheck:
         opencv_read_loop=cv,
         opencv_read_loop_paced=cv_paced,
         trakr_reader=rd,
+        pyav_decode_paced=pyav,
+        trakr_reader_gated=gated,
+        ratio_vs_pyav_paced=round(reader_ms / max(pyav.ms_per_frame, 1e-9), 2),
+        ratio_gated_vs_pyav_paced=round(gated.ms_per_frame / max(pyav.ms_per_frame, 1e-9), 2),
         ratio_vs_ffmpeg_realtime=round(reader_ms / ff_re.ms_per_frame, 2),
         ratio_vs_ffmpeg_realtime_bgr24=round(reader_ms / ff_re_bgr.ms_per_frame, 2),
         ratio_vs_ffmpeg_unpaced=round(reader_ms / ff.ms_per_frame, 2),
