@@ -431,7 +431,8 @@ class DetectorOptions(_Options):
         "auto", description="'auto' (fastest installed, measured once), 'onnxruntime' ('onnx'), 'openvino', 'redis'."
     )
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="OpenVINO precision: 'auto' = BF16 where the CPU has it, else FP32."
+        "auto",
+        description="OpenVINO precision: 'auto' = BF16 or FP32, whichever is faster on this CPU (measured once).",
     )
     model_path: str | None = Field(None, description="Ultralytics-format ONNX file; default: bundled YOLO11n.")
     imgsz: int = Field(416, ge=32, le=2048, description="Model input size in px (multiple of 32).")

@@ -122,6 +122,24 @@ def test_a_frame_that_is_not_bgr_uint8_is_refused_clearly():
         letterbox_into(np.zeros((480, 640), np.uint8), np.empty((320, 320, 3), np.uint8))
 
 
+def test_openvino_with_precision_auto_runs_the_faster_of_bf16_and_fp32_here(tmp_path, monkeypatch):
+    """A CPU with BF16 instructions is not always faster with them: the backend measures both once."""
+    monkeypatch.setenv("TRAKR_CACHE", str(tmp_path / "cache"))
+    det = build_local_detector("openvino", imgsz=320, threads=2)
+    assert det.backend == "openvino"
+    key = choice_key(model_id(default_model_path()), 320, 2, None, "auto") + "/only-openvino"
+    has_bf16 = bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+    if has_bf16:  # both measured, the faster one runs
+        ms = json.loads(cache_path().read_text())[key]["ms_per_frame"]
+        assert set(ms) == {"openvino-bf16", "openvino-fp32"}
+        assert f"openvino-{det.precision}" == min(ms, key=ms.get)
+    else:  # nothing to choose from
+        assert det.precision == "fp32"
+    assert len(det.detect([np.zeros((240, 320, 3), np.uint8)])) == 1
+    # an explicit precision is used as it is, unmeasured
+    assert build_local_detector("openvino", imgsz=320, threads=2, precision="fp32").precision == "fp32"
+
+
 def test_auto_measures_once_caches_and_remeasures_for_another_model(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("TRAKR_CACHE", str(tmp_path / "cache"))
     caplog.set_level(logging.INFO, logger="trakr.inference")

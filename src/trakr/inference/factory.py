@@ -53,7 +53,12 @@ def build_local_detector(
 
         if precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"detector.precision must be auto, fp32 or bf16, not {precision!r}")
-        det = OpenVinoDetector(model_path, imgsz, confidence, iou, threads, precision)  # type: ignore[arg-type]
+        if precision == "auto":  # BF16 or FP32, whichever is faster on this CPU (measured once, cached)
+            from trakr.inference.auto import build_fastest
+
+            det = build_fastest(model_path, imgsz, confidence, iou, threads, providers, precision, ("openvino",))
+        else:
+            det = OpenVinoDetector(model_path, imgsz, confidence, iou, threads, precision)  # type: ignore[arg-type]
     else:
         raise ValueError(f"unknown detector backend {backend!r}: expected one of {', '.join(LOCAL_BACKENDS)}")
     log.info("detector: %s; model %s (%d classes)", det.describe(), det.model_path.name, len(det.class_names))
