@@ -8,6 +8,7 @@ trakr config default                   # print the embedded default config
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import signal
@@ -278,6 +279,7 @@ def run(
     out = Path(output or cfg.trakr.output.directory)
     out.mkdir(parents=True, exist_ok=True)
     setup_logging(log_level or cfg.common.logging_level, out / "trakr.log" if cfg.common.log_file_save else None)
+    faulthandler.enable(all_threads=True)  # a crash in a native library leaves every thread's stack on stderr
     _log_config_problems(report)
 
     from trakr.inference.factory import build_detector

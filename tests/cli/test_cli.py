@@ -49,7 +49,11 @@ def test_run_refuses_a_config_without_a_valid_camera_naming_camera_field_value()
     assert "Traceback" not in r.stderr
 
 
-def test_sigterm_stops_cleanly_with_pending_alerts_written(tmp_path, sample_clip):
+@pytest.mark.parametrize("fresh_cache", [False, True], ids=["cached-backend", "backend-measured-at-start"])
+def test_sigterm_stops_cleanly_with_pending_alerts_written(tmp_path, sample_clip, fresh_cache):
+    """``fresh_cache``: ``backend: auto`` measures (and closes) OpenVINO at start. Before OpenVINO's
+    Core was kept for the process, SIGTERM then killed trakr with SIGSEGV (a parked plugin thread
+    woke into an unloaded library)."""
     cfg = {
         "common": {
             "batch_size": 2,
@@ -73,11 +77,13 @@ def test_sigterm_stops_cleanly_with_pending_alerts_written(tmp_path, sample_clip
     path = tmp_path / "sys.json"
     path.write_text(json.dumps(cfg))
     out = tmp_path / "out"
+    env = {**os.environ, "TRAKR_CACHE": str(tmp_path / "cache")} if fresh_cache else None
     proc = subprocess.Popen(
         [*TRAKR, "run", "--config", str(path), "--output", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not read_alerts(out):

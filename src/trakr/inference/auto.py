@@ -134,9 +134,9 @@ def candidates(path: Path, precision: str) -> list[str]:
         return out + [f"openvino-{precision}"]
     if INT8_METADATA in model_metadata(path):
         return out + ["openvino"]  # an INT8 model: the hint only touches the few FP32 layers
-    from trakr.inference.openvino import _import_openvino, cpu_has_bf16
+    from trakr.inference.openvino import cpu_has_bf16, shared_core
 
-    bf16 = cpu_has_bf16(_import_openvino().Core())
+    bf16 = cpu_has_bf16(shared_core())
     return out + (["openvino-bf16", "openvino-fp32"] if bf16 else ["openvino-fp32"])
 
 

@@ -51,6 +51,25 @@ def _import_openvino() -> Any:
     return openvino
 
 
+_shared_core: Any = None
+_shared_core_lock = threading.Lock()
+
+
+def shared_core() -> Any:
+    """The process's one ``openvino.Core``, never released.
+
+    Releasing the last Core unloads the CPU plugin while its worker threads live on, parked in a
+    syscall; a signal later delivered to one of them (SIGTERM from systemd) returns into unmapped
+    code and the process dies of SIGSEGV. That is what happened after ``backend: auto`` measured
+    OpenVINO and closed it. One Core for the whole process keeps the plugin loaded.
+    """
+    global _shared_core
+    with _shared_core_lock:
+        if _shared_core is None:
+            _shared_core = _import_openvino().Core()
+        return _shared_core
+
+
 def cpu_has_bf16(core: Any, device: str = "CPU") -> bool:
     """Whether OpenVINO can run BF16 natively on ``device`` (AVX512-BF16 or AMX on Intel CPUs)."""
     return "BF16" in core.get_property(device, "OPTIMIZATION_CAPABILITIES")
@@ -76,7 +95,7 @@ class OpenVinoDetector(LocalDetector):
         meta = model_metadata(self.model_path)
         super().__init__(class_names_from_metadata(meta), imgsz, confidence, iou)
         self.threads, self.device, self._ov_version = threads, device, ov.get_version().split("-")[0]
-        self._core = ov.Core()
+        self._core = shared_core()
         self._model = self._core.read_model(str(self.model_path))
         shape = self._model.inputs[0].get_partial_shape()
         if shape.rank.is_static and shape[2].is_static and shape[3].is_static:
