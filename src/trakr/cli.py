@@ -279,7 +279,10 @@ def run(
     out = Path(output or cfg.trakr.output.directory)
     out.mkdir(parents=True, exist_ok=True)
     setup_logging(log_level or cfg.common.logging_level, out / "trakr.log" if cfg.common.log_file_save else None)
-    faulthandler.enable(all_threads=True)  # a crash in a native library leaves every thread's stack on stderr
+    try:  # a crash in a native library leaves every thread's stack on the process's stderr (journald)
+        faulthandler.enable(file=sys.__stderr__ or 2, all_threads=True)
+    except (AttributeError, OSError, ValueError):  # no real stderr (embedded, or closed): run without
+        log.debug("faulthandler not enabled: no stderr file descriptor")
     _log_config_problems(report)
 
     from trakr.inference.factory import build_detector
