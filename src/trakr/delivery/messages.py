@@ -128,8 +128,11 @@ def alert_messages(alert: Alert, config: SysConfig) -> list[OutMessage]:
             "count": len(alert.objects),
         }
         out.append(OutMessage(key, "tb:roi", "roi", {"ts": ts, "values": values}))
-    if alert.evidence_image and c.alert_storage_ip:
-        image = Path(alert.evidence_image)
+    if not c.alert_storage_ip:
+        return out
+
+    def upload(kind: str, image: Path, extra: dict) -> OutMessage:
+        """An image for the alert image store, with the alert's fields (``kind``: alert or face)."""
         fields = {
             "alert_id": alert.alert_id,
             "camera_id": alert.camera_id,
@@ -138,33 +141,17 @@ def alert_messages(alert: Alert, config: SysConfig) -> list[OutMessage]:
             "violation": alert.violation,
             "captured_at": iso_utc(alert.captured_at),
             "ts": ts,
-            "kind": "alert",
+            "kind": kind,
+            **extra,
         }
-        out.append(
-            OutMessage(
-                f"alert-image:{alert.alert_id}",
-                "up:alert",
-                "alert_image",
-                {"filename": image.name, "fields": fields},
-                image,
-            )
-        )
+        key = f"{kind}-image:{alert.alert_id}"
+        return OutMessage(key, "up:alert", "alert_image", {"filename": image.name, "fields": fields}, image)
+
+    if alert.evidence_image:
+        out.append(upload("alert", Path(alert.evidence_image), {}))
     face_image = alert.extra.get("face_image")
-    if face_image and c.alert_storage_ip:  # the face crop of a face alert (trakr.faces.crops)
-        crop = Path(face_image)
-        face_fields = {
-            "alert_id": alert.alert_id,
-            "camera_id": alert.camera_id,
-            "camera_name": alert.camera_name,
-            "roi": alert.roi or "",
-            "violation": alert.violation,
-            "captured_at": iso_utc(alert.captured_at),
-            "ts": ts,
-            "kind": "face",
-            **face_values(alert),
-        }
-        payload = {"filename": crop.name, "fields": face_fields}
-        out.append(OutMessage(f"face-image:{alert.alert_id}", "up:alert", "alert_image", payload, crop))
+    if face_image:  # the face crop of a face alert (trakr.faces.crops)
+        out.append(upload("face", Path(face_image), face_values(alert)))
     return out
 
 
