@@ -30,41 +30,11 @@ from onnx import TensorProto, helper
 
 from trakr.config import parse_config
 from trakr.devtools.media import sample_clip_path
+from trakr.devtools.ppe_models import colour_classifier
 from trakr.inference.base import default_model_path
 from trakr.inference.crop_classifier import CropClassifier
 from trakr.inference.onnx import OnnxDetector
 from trakr.pipeline import make_events, model_output
-
-
-def colour_model(path: Path) -> Path:
-    h, w = 96, 48
-    k = 40.0
-    nodes = [
-        helper.make_node("Slice", ["x", "t0", "t1", "ax"], ["top"]),
-        helper.make_node("ReduceMean", ["top"], ["m"], axes=[2, 3], keepdims=0),
-        helper.make_node("MatMul", ["m", "w"], ["l"]),
-        helper.make_node("Add", ["l", "b"], ["z"]),
-        helper.make_node("Sigmoid", ["z"], ["scores"]),
-    ]
-    inits = [
-        helper.make_tensor("t0", TensorProto.INT64, [1], [0]),
-        helper.make_tensor("t1", TensorProto.INT64, [1], [int(0.3 * h)]),
-        helper.make_tensor("ax", TensorProto.INT64, [1], [2]),
-        helper.make_tensor("w", TensorProto.FLOAT, [3, 2], [-k, 0, k / 2, 0, k / 2, 0]),
-        helper.make_tensor("b", TensorProto.FLOAT, [2], [k * 0.12, 5.0]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "colour",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, h, w])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n", 2])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    helper.set_model_props(model, {"names": str({0: "NO-Hardhat", 1: "NO-Safety Vest"})})
-    onnx.save(model, str(path))
-    return path
 
 
 def cnn_model(path: Path) -> Path:
@@ -105,7 +75,10 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ppe-cost-"))
     clip = sample_clip_path()
-    models = {"colour": (colour_model(tmp / "colour.onnx"), None), "cnn224": (cnn_model(tmp / "cnn.onnx"), (224, 224))}
+    models = {
+        "colour": (colour_classifier(tmp / "colour.onnx"), None),
+        "cnn224": (cnn_model(tmp / "cnn.onnx"), (224, 224)),
+    }
     load = {"before": [round(x, 2) for x in os.getloadavg()]}
 
     det = OnnxDetector(imgsz=args.imgsz, threads=args.threads)
